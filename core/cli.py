@@ -1,0 +1,76 @@
+"""The ``vidid`` command.
+
+Every subcommand lives in ``core/commands/<name>.py`` and exposes
+``register(subparsers)``; heavy imports (torch, umap) happen inside the command's
+run function so ``vidid --help`` stays instant.
+
+User mistakes (missing file, wrong format, bad value) print one line to stderr and
+exit 2; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("demo", "pool", "evaluate", "cluster", "train", "predict")
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vidid",
+        description=(
+            "vidid: video person recognition on precomputed face features "
+            "(iQIYI-VID formats). Run 'vidid COMMAND --help' for a command's options."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"core.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"core.commands.{name}":
+                raise
+            continue  # command not built yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except KeyboardInterrupt:
+        print("vidid: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, KeyError) as exc:
+        print(f"vidid {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    return int(result or 0)
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        return f"{exc.filename}: no such file or directory"
+    if isinstance(exc, IsADirectoryError) and exc.filename:
+        return f"{exc.filename}: is a directory, expected a file"
+    if isinstance(exc, PermissionError) and exc.filename:
+        return f"{exc.filename}: permission denied"
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    return " ".join(str(text).split()) or type(exc).__name__
+
+
+def _version() -> str:
+    from core import __version__
+
+    return f"vidid {__version__}"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

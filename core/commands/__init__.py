@@ -1,0 +1,1 @@
+"""One module per ``vidid`` subcommand; each exposes ``register(subparsers)``."""
