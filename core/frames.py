@@ -2,13 +2,40 @@
 
 Video ``i`` owns frames ``offsets[i]:offsets[i+1]`` of ``feats``, ``quality``,
 ``det``, ``frame_no`` and ``bbox``. No per-video Python objects on hot paths.
+
+This module also converts the real pickle layout (``dict name -> list of frames``)
+to a :class:`FrameSet` and back, and stores a FrameSet as a columnar ``.npz``
+whose arrays are memory-mapped on reopening (the feature cache of
+:func:`core.formats.read_features`).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import zipfile
 from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Callable, Sequence
 
 import numpy as np
+
+from core.atomic import atomic_open
+from core.errors import DataError
+from core.names import canonical_name
+
+ProgressFn = Callable[[float, str], None]
+
+#: Feature dimension assumed when a file holds no frame at all.
+DEFAULT_DIM = 512
+#: Quality scores run from about -30 to 200; anything beyond this is corrupt data.
+MAX_ABS_QUALITY = 1e4
+#: Bumped whenever the ``.npz`` layout written by :func:`save_frameset` changes.
+NPZ_VERSION = 1
+
+_COLUMNS = ("names", "offsets", "feats", "quality", "det", "frame_no", "bbox")
+_NUMBER_TYPES = (int, float, np.integer, np.floating)
+_CHUNK = 1 << 16  # rows per chunk for the finite check (bounded temporary memory)
 
 
 @dataclass(frozen=True, eq=False)
@@ -25,6 +52,13 @@ class FrameSet:
     frame_no : (n_frames,) int32 frame numbers (parsed from ``frame_str``)
     bbox : (n_frames, 4) float32 ``[x1, y1, x2, y2]``
     source : str, where the data came from (a path), for error messages
+
+    Examples
+    --------
+    >>> fs = frameset_from_videos({"v": [["1", [0, 0, 9, 9], 0.99, 50.0,
+    ...                                    np.ones(4, np.float16)]]}, source="toy")
+    >>> fs.n_videos, fs.n_frames, fs.dim, fs.index_of("v.mp4")
+    (1, 1, 4, 0)
     """
 
     names: np.ndarray
@@ -36,6 +70,25 @@ class FrameSet:
     bbox: np.ndarray
     source: str = ""
     _index: dict = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        # O(1) shape checks: a FrameSet with misaligned columns is a bug, caught here.
+        n = len(self.names)
+        shape = np.shape(self.offsets)
+        if shape != (n + 1,):
+            raise ValueError(f"{self.source or 'frame set'}: offsets has shape {shape}, "
+                             f"expected ({n + 1},) for {n} videos")
+        n_frames = int(self.offsets[-1])
+        for col in ("quality", "det", "frame_no"):
+            if np.shape(getattr(self, col)) != (n_frames,):
+                raise ValueError(f"{self.source or 'frame set'}: {col} has shape "
+                                 f"{np.shape(getattr(self, col))}, expected ({n_frames},)")
+        if np.ndim(self.feats) != 2 or np.shape(self.feats)[0] != n_frames:
+            raise ValueError(f"{self.source or 'frame set'}: feats has shape "
+                             f"{np.shape(self.feats)}, expected ({n_frames}, dim)")
+        if np.shape(self.bbox) != (n_frames, 4):
+            raise ValueError(f"{self.source or 'frame set'}: bbox has shape "
+                             f"{np.shape(self.bbox)}, expected ({n_frames}, 4)")
 
     @property
     def n_videos(self) -> int:
@@ -56,11 +109,379 @@ class FrameSet:
 
     def index_of(self, name: str) -> int:
         """Row of the video called ``name`` (canonical or with ``.mp4``)."""
-        from core.names import canonical_name
-
         if self._index is None:
             object.__setattr__(self, "_index", {n: i for i, n in enumerate(self.names)})
         try:
             return self._index[canonical_name(name)]
         except KeyError:
             raise KeyError(f"{self.source or 'frame set'}: no video named {name!r}") from None
+
+    def select(self, rows: Sequence[int] | np.ndarray) -> "FrameSet":
+        """A new FrameSet holding videos ``rows`` (in that order), frames copied.
+
+        Examples
+        --------
+        >>> fs = frameset_from_videos({"a": [], "b": [["3", [0, 0, 1, 1], 1.0, 9.0,
+        ...                             np.zeros(2, np.float16)]]}, source="toy")
+        >>> sub = fs.select([1]); list(sub.names), sub.n_frames
+        (['b'], 1)
+        """
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        starts, lengths = self.offsets[:-1][rows], np.diff(self.offsets)[rows]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        # frame index of every selected frame: start of its video + position inside it
+        idx = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return FrameSet(names=self.names[rows], offsets=offsets, feats=self.feats[idx],
+                        quality=self.quality[idx], det=self.det[idx],
+                        frame_no=self.frame_no[idx], bbox=self.bbox[idx], source=self.source)
+
+
+# --------------------------------------------------------------------------- #
+# dict of frame lists (the pickle layout) -> FrameSet
+# --------------------------------------------------------------------------- #
+def frameset_from_videos(videos: dict, *, source: str,
+                         progress: ProgressFn | None = None) -> FrameSet:
+    """Validate the real layout ``{name: [[frame_str, bbox, det, quality, feat], ...]}``.
+
+    Names are canonicalised (``bytes`` decoded, ``.mp4`` dropped); the feature
+    dimension is that of the first frame, and float16 features stay float16
+    (anything else numeric becomes float32).
+
+    Parameters
+    ----------
+    videos : dict
+        Video name (str or bytes, with or without ``.mp4``) -> list of frames.
+    source : str
+        Where the data came from; every error message starts with it.
+    progress : callable, optional
+        ``progress(fraction, message)``.
+
+    Raises
+    ------
+    DataError
+        Naming the video and frame: wrong arity, feature of the wrong shape or
+        type, non-finite value, absurd quality, two names equal once canonical.
+
+    Examples
+    --------
+    >>> feat = np.arange(3, dtype=np.float16)
+    >>> fs = frameset_from_videos({b"v1": [[b"7", [1, 2, 3, 4], 0.9, 60.0, feat]],
+    ...                            "v2.mp4": []}, source="x.pickle")
+    >>> list(fs.names), fs.offsets.tolist(), fs.feats.dtype, fs.frame_no.tolist()
+    (['v1', 'v2'], [0, 1, 1], dtype('float16'), [7])
+    """
+    where = source or "<videos>"
+    if not isinstance(videos, dict):
+        raise DataError(f"{where}: expected a dict of video name -> list of frames, "
+                        f"got {type(videos).__name__}")
+    report = progress or (lambda f, m="": None)
+    names: list[str] = []
+    raw_of: dict[str, object] = {}
+    lengths = np.zeros(len(videos), dtype=np.int64)
+    flat: list = []
+    for i, (raw, frames) in enumerate(videos.items()):
+        name = _checked_name(raw, where)
+        if name in raw_of:
+            raise DataError(f"{where}: videos {raw_of[name]!r} and {raw!r} are the same "
+                            f"video {name!r} once decoded and stripped of '.mp4'")
+        raw_of[name] = raw
+        if not isinstance(frames, (list, tuple)):
+            raise DataError(f"{where}: video {name!r}: frames must be a list, "
+                            f"got {type(frames).__name__}")
+        names.append(name)
+        lengths[i] = len(frames)
+        flat.extend(frames)
+    offsets = np.zeros(len(names) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    report(0.2, "checking frames")
+
+    def at(j: int) -> str:
+        v = int(np.searchsorted(offsets, j, side="right")) - 1
+        return f"{where}: video {names[v]!r} frame {j - int(offsets[v])}"
+
+    if not set(map(type, flat)) <= {list, tuple}:
+        j = next(j for j, f in enumerate(flat) if not isinstance(f, (list, tuple)))
+        raise DataError(f"{at(j)}: a frame must be a list "
+                        f"[frame_str, bbox, det_score, quality_score, feat], "
+                        f"got {type(flat[j]).__name__}")
+    if set(map(len, flat)) - {5}:
+        j = next(j for j, f in enumerate(flat) if len(f) != 5)
+        raise DataError(f"{at(j)}: a frame must have 5 fields "
+                        f"[frame_str, bbox, det_score, quality_score, feat], got {len(flat[j])}")
+    n_frames = len(flat)
+    cols = list(zip(*flat)) if n_frames else [()] * 5
+    del flat
+    feats = _stack_features(cols[4], at, n_frames)
+    report(0.7, "checking scores")
+    det = _scores(cols[2], "detection score", at)
+    quality = _scores(cols[3], "quality score", at)
+    bad = np.flatnonzero(np.abs(quality) > MAX_ABS_QUALITY)
+    if len(bad):
+        raise DataError(f"{at(int(bad[0]))}: quality score {quality[bad[0]]:g} is out of "
+                        f"range (|quality| > {MAX_ABS_QUALITY:g})")
+    bbox = _boxes(cols[1], at, n_frames)
+    frame_no = _frame_numbers(cols[0], at)
+    report(1.0, "done")
+    return FrameSet(names=_object_array(names), offsets=offsets, feats=feats,
+                    quality=quality, det=det, frame_no=frame_no, bbox=bbox, source=str(source))
+
+
+def _checked_name(raw: object, where: str) -> str:
+    try:
+        name = canonical_name(raw)  # type: ignore[arg-type]
+    except (TypeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{where}: bad video name {raw!r}: {exc}") from None
+    if not name or len(name.split()) != 1 or name != name.strip():
+        raise DataError(f"{where}: bad video name {raw!r}: empty or contains whitespace")
+    return name
+
+
+def _object_array(items: list) -> np.ndarray:
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
+
+
+def _stack_features(feat: tuple, at: Callable[[int], str], n_frames: int) -> np.ndarray:
+    if n_frames == 0:
+        return np.zeros((0, DEFAULT_DIM), dtype=np.float16)
+    if set(map(type, feat)) - {np.ndarray}:
+        j = next(j for j, a in enumerate(feat) if not isinstance(a, np.ndarray))
+        raise DataError(f"{at(j)}: feature is a {type(feat[j]).__name__}, expected a numpy array")
+    first = feat[0].shape
+    if len(first) != 1 or first[0] == 0:
+        raise DataError(f"{at(0)}: feature has shape {first}, expected a 1-d array")
+    dim = first[0]
+    if set(map(attrgetter("shape"), feat)) != {first}:
+        j = next(j for j, a in enumerate(feat) if a.shape != first)
+        got = (f"{feat[j].shape[0]} values" if feat[j].ndim == 1 else f"shape {feat[j].shape}")
+        raise DataError(f"{at(j)}: feature has {got}, expected {dim}")
+    dtypes = set(map(attrgetter("dtype"), feat))
+    for dt in dtypes:
+        if dt.kind not in "fiu":
+            j = next(j for j, a in enumerate(feat) if a.dtype == dt)
+            raise DataError(f"{at(j)}: feature has dtype {dt}, expected float16 numbers")
+    # np.array over the validated same-shape arrays is the fastest gather measured
+    # (300k x 512 float16: ~0.3 s vs ~0.55 s for np.stack into a preallocated array)
+    out = np.array(feat, dtype=np.float16 if dtypes == {np.dtype(np.float16)} else np.float32)
+    for lo in range(0, n_frames, _CHUNK):
+        chunk = out[lo:lo + _CHUNK]
+        if chunk.dtype == np.float16:  # inf/nan <=> all exponent bits set; 6x faster
+            bad_rows = ((chunk.view(np.uint16) & 0x7C00) == 0x7C00).any(axis=1)
+        else:
+            bad_rows = ~np.isfinite(chunk).all(axis=1)
+        if bad_rows.any():
+            j = lo + int(np.argmax(bad_rows))
+            bad = out[j][~np.isfinite(out[j])][0]
+            raise DataError(f"{at(j)}: feature holds a non-finite value ({bad})")
+    return out
+
+
+def _scores(values: tuple, what: str, at: Callable[[int], str]) -> np.ndarray:
+    types = set(map(type, values))
+    if any(not issubclass(t, _NUMBER_TYPES) or issubclass(t, (bool, np.bool_)) for t in types):
+        j = next(j for j, v in enumerate(values)
+                 if not isinstance(v, _NUMBER_TYPES) or isinstance(v, (bool, np.bool_)))
+        raise DataError(f"{at(j)}: {what} must be a number, got {values[j]!r}")
+    out = np.array(values, dtype=np.float64)
+    if not np.isfinite(out).all():
+        j = int(np.argmin(np.isfinite(out)))
+        raise DataError(f"{at(j)}: {what} is {out[j]}")
+    return out.astype(np.float32)
+
+
+def _boxes(values: tuple, at: Callable[[int], str], n_frames: int) -> np.ndarray:
+    if n_frames == 0:
+        return np.zeros((0, 4), dtype=np.float32)
+    try:
+        out = np.array(values, dtype=np.float32)
+    except (ValueError, TypeError):
+        out = None
+    if out is None or out.shape != (n_frames, 4):
+        for j, b in enumerate(values):
+            try:
+                ok = np.asarray(b, dtype=np.float32).shape == (4,)
+            except (ValueError, TypeError):
+                ok = False
+            if not ok:
+                raise DataError(f"{at(j)}: bbox must be 4 numbers [x1, y1, x2, y2], got {b!r}")
+    return out
+
+
+_DIGITS = re.compile(rb"\d+")
+
+
+def _frame_numbers(values: tuple, at: Callable[[int], str]) -> np.ndarray:
+    if not values:
+        return np.zeros(0, dtype=np.int32)
+    try:  # fast path: every frame_str is an integer (str, bytes or int)
+        arr = np.array(values)
+        if arr.dtype.kind in "SUiu":
+            out = arr.astype(np.int64)
+            if out.size and (out.min() < 0 or out.max() > np.iinfo(np.int32).max):
+                raise ValueError
+            return out.astype(np.int32)
+    except (ValueError, TypeError, OverflowError):
+        pass
+    out = np.empty(len(values), dtype=np.int32)
+    for j, v in enumerate(values):  # slow path: names like b'000123.jpg', or an error
+        if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+            text = str(int(v)).encode()
+        elif isinstance(v, str):
+            text = v.encode("utf-8", "replace")
+        elif isinstance(v, bytes):
+            text = v
+        else:
+            raise DataError(f"{at(j)}: frame number must be a string, got {v!r}")
+        try:
+            number = int(text.strip())
+        except ValueError:  # e.g. b'000123.jpg': the last run of digits
+            digits = _DIGITS.findall(text)
+            number = int(digits[-1]) if digits else -1
+        if not 0 <= number <= np.iinfo(np.int32).max:
+            raise DataError(f"{at(j)}: frame number {v!r} is not a non-negative integer")
+        out[j] = number
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# FrameSet -> dict of frame lists
+# --------------------------------------------------------------------------- #
+def frameset_to_videos(fs: FrameSet) -> dict[str, list]:
+    """The real pickle layout of ``fs``: ``{name: [[frame_str, bbox, det, quality, feat]]}``.
+
+    Examples
+    --------
+    >>> fs = frameset_from_videos({"v": [["5", [0, 0, 2, 2], 0.5, 40.0,
+    ...                                    np.ones(2, np.float16)]]}, source="toy")
+    >>> frameset_to_videos(fs)["v"][0][:4]
+    ['5', [0.0, 0.0, 2.0, 2.0], 0.5, 40.0]
+    """
+    frame_str = [str(int(x)) for x in fs.frame_no.tolist()]
+    bbox, det, quality = fs.bbox.tolist(), fs.det.tolist(), fs.quality.tolist()
+    feats = np.ascontiguousarray(fs.feats)
+    frames = [[frame_str[j], bbox[j], det[j], quality[j], feats[j].copy()]
+              for j in range(fs.n_frames)]
+    off = fs.offsets.tolist()
+    return {str(name): frames[off[i]:off[i + 1]] for i, name in enumerate(fs.names)}
+
+
+# --------------------------------------------------------------------------- #
+# columnar .npz storage
+# --------------------------------------------------------------------------- #
+def save_frameset(fs: FrameSet, path: str | os.PathLike, *,
+                  meta: dict[str, str] | None = None) -> None:
+    """Write ``fs`` to ``path`` as an uncompressed ``.npz`` (atomic).
+
+    Names are stored as a unicode array; ``meta`` (str -> str) is stored beside the
+    columns and returned by :func:`read_frameset_meta`.
+
+    Examples
+    --------
+    >>> save_frameset(fs, "/tmp/fs.npz")  # doctest: +SKIP
+    >>> load_frameset("/tmp/fs.npz").n_frames  # doctest: +SKIP
+    """
+    names = np.array([str(n) for n in fs.names], dtype=str) if fs.n_videos else \
+        np.zeros(0, dtype="<U1")
+    meta = {"npz_version": str(NPZ_VERSION), "source": fs.source, **(meta or {})}
+    arrays = {"names": names, "offsets": np.asarray(fs.offsets, np.int64),
+              "feats": np.ascontiguousarray(fs.feats),
+              "quality": np.asarray(fs.quality, np.float32),
+              "det": np.asarray(fs.det, np.float32),
+              "frame_no": np.asarray(fs.frame_no, np.int32),
+              "bbox": np.asarray(fs.bbox, np.float32),
+              "meta_keys": np.array(list(meta), dtype=str),
+              "meta_values": np.array(list(meta.values()), dtype=str)}
+    with atomic_open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def load_frameset(path: str | os.PathLike, *, mmap: bool = True) -> FrameSet:
+    """Open a FrameSet written by :func:`save_frameset`.
+
+    With ``mmap=True`` the numeric columns are memory-mapped copy-on-write (opening
+    costs O(number of videos), not O(file size)); ``mmap=False`` reads them.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    DataError
+        The file is not a FrameSet ``.npz`` (corrupt, truncated, wrong version).
+    """
+    arrays, meta = _read_npz(path, mmap=mmap)
+    try:
+        names = arrays["names"].astype(object) if arrays["names"].size else \
+            np.empty(0, dtype=object)
+        return FrameSet(names=names, offsets=arrays["offsets"], feats=arrays["feats"],
+                        quality=arrays["quality"], det=arrays["det"],
+                        frame_no=arrays["frame_no"], bbox=arrays["bbox"],
+                        source=meta.get("source", str(path)))
+    except (ValueError, IndexError) as exc:
+        raise DataError(f"{path}: not a valid frame set: {exc}") from None
+
+
+def read_frameset_meta(path: str | os.PathLike) -> dict[str, str]:
+    """The ``meta`` mapping stored by :func:`save_frameset` (cheap: no column is read)."""
+    return _read_npz(path, mmap=True, only_meta=True)[1]
+
+
+def _read_npz(path: str | os.PathLike, *, mmap: bool,
+              only_meta: bool = False) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    if os.path.isdir(path):
+        raise DataError(f"{path}: is a directory, expected a frame set .npz file")
+    if not os.path.exists(path):
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+    wanted = ("meta_keys", "meta_values") + (() if only_meta else _COLUMNS)
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with open(path, "rb") as raw, zipfile.ZipFile(raw) as zf:
+            members = {info.filename: info for info in zf.infolist()}
+            for key in wanted:
+                info = members.get(key + ".npy")
+                if info is None:
+                    raise DataError(f"{path}: not a frame set file: no column {key!r}")
+                arrays[key] = _read_member(path, raw, zf, info, mmap=mmap)
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zipfile/numpy raise many types on corrupt files
+        raise DataError(f"{path}: not a valid frame set file "
+                        f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+    meta = dict(zip(arrays.pop("meta_keys").tolist(), arrays.pop("meta_values").tolist()))
+    if meta.get("npz_version") != str(NPZ_VERSION):
+        raise DataError(f"{path}: frame set version {meta.get('npz_version')!r}, "
+                        f"expected {NPZ_VERSION}")
+    return arrays, meta
+
+
+def _read_member(path, raw, zf: zipfile.ZipFile, info: zipfile.ZipInfo, *,
+                 mmap: bool) -> np.ndarray:
+    fmt = np.lib.format
+    if mmap and info.compress_type == zipfile.ZIP_STORED:
+        # Locate the member's bytes: local header (30 bytes + name + extra) then .npy.
+        raw.seek(info.header_offset)
+        local = raw.read(30)
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            raise DataError(f"{path}: corrupt zip member {info.filename!r}")
+        start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") \
+            + int.from_bytes(local[28:30], "little")
+        raw.seek(start)
+        version = fmt.read_magic(raw)
+        if version not in ((1, 0), (2, 0)):
+            raise DataError(f"{path}: column {info.filename!r}: .npy version {version}")
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else \
+            fmt.read_array_header_2_0
+        shape, fortran, dtype = read_header(raw)
+        if dtype.hasobject:
+            raise DataError(f"{path}: column {info.filename!r} holds Python objects")
+        data_at = raw.tell()
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if data_at - start + nbytes != info.file_size:
+            raise DataError(f"{path}: column {info.filename!r} has the wrong size")
+        if nbytes >= 1 << 16:
+            mm = np.memmap(raw, dtype=dtype, mode="c", offset=data_at, shape=shape,
+                           order="F" if fortran else "C")
+            return np.asarray(mm)
+    with zf.open(info) as member:
+        return fmt.read_array(member, allow_pickle=False)
