@@ -511,7 +511,8 @@ def read_submission(path: str | os.PathLike) -> dict[int, list[str]]:
     ------
     DataError
         Naming file and line: non-integer or < 1 ID, a second line for the same
-        identity, more than 100 videos on a line.
+        identity, more than 100 distinct videos on a line (duplicates are allowed
+        and dropped by the metric, first kept).
 
     Examples
     --------
@@ -525,10 +526,13 @@ def read_submission(path: str | os.PathLike) -> dict[int, list[str]]:
         if ident in out:
             raise DataError(f"{path}: line {no}: identity {ident} already has a line "
                             f"(line {line_of[ident]})")
-        if len(tokens) - 1 > MAX_PER_LINE:
-            raise DataError(f"{path}: line {no}: identity {ident} lists {len(tokens) - 1} "
-                            f"videos, at most {MAX_PER_LINE} are allowed")
-        out[ident] = [_name(t, path, no) for t in tokens[1:]]
+        videos = [_name(t, path, no) for t in tokens[1:]]
+        # The official rule drops duplicates first (first kept), then allows 100.
+        n_distinct = len(dict.fromkeys(videos))
+        if n_distinct > MAX_PER_LINE:
+            raise DataError(f"{path}: line {no}: identity {ident} lists {n_distinct} videos "
+                            f"(after dropping duplicates), at most {MAX_PER_LINE} are allowed")
+        out[ident] = videos
         line_of[ident] = no
     return out
 

@@ -197,3 +197,16 @@ def test_confusions_lists_intruders_with_their_identity():
         "ap": [pytest.approx((1 + 2 / 4) / 2)] * 2,
     }
     assert list(confusions(gt, {}, {}).columns) == ["identity", "rank", "video", "true_identity", "ap"]
+
+
+def test_file_line_with_duplicates_counts_distinct_videos(tmp_path):
+    """101 entries of which one is a duplicate: 100 distinct, accepted like the API."""
+    from core.formats import read_submission
+
+    videos = [f"v{i}.mp4" for i in range(100)] + ["v0.mp4"]
+    path = tmp_path / "sub.txt"
+    path.write_text("1 " + " ".join(videos) + "\n")
+    sub = read_submission(path)
+    assert len(sub[1]) == 101
+    gt = {1: ["v0", "v5"]}
+    assert mean_average_precision(gt, sub) == pytest.approx((1 / 1 + 2 / 6) / 2)
