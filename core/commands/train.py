@@ -1,0 +1,256 @@
+"""``vidid train``: cross-validated training (knn / nn / noise) into a run directory."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+DESCRIPTION = (
+    "Train a video recognition run on one or more (features, ground truth) pairs: "
+    "'knn' (cosine KNN baseline), 'nn' (ArcFace network on identities) or 'noise' (the "
+    "noise-aware network: DBSCAN noise clusters + dynamic shadow classes). In each "
+    "--data pair a video present in FEATS but absent from GT is a distractor; GT '-' "
+    "makes every video of FEATS a distractor. Stratified K-fold cross-validation; the "
+    "run directory keeps config, per-epoch metrics, fold checkpoints and out-of-fold "
+    "scores. Ctrl-C leaves the run 'interrupted'; finish it with --resume RUN_DIR "
+    "(completed folds are kept, the same seed gives the same result)."
+)
+
+# CLI option -> TrainConfig field. Defaults are None so that only options the user
+# gave override the defaults (new run) or the stored config (resume).
+_OPTIONS = {
+    "method": "method", "folds": "folds", "epochs": "epochs", "eps": "eps",
+    "min_samples": "min_samples", "seed": "seed", "batch_size": "batch_size", "lr": "lr",
+    "ensemble": "ensemble", "weighting": "weighting", "min_quality": "min_quality",
+    "min_det": "min_det", "knn_k": "knn_k", "knn_agg": "knn_agg", "device": "device",
+}
+# Options that may change when resuming (they do not change the result).
+_RESUME_FREE = ("device",)
+
+
+def register(subparsers) -> None:
+    from core.train_config import TrainConfig  # light (no torch): the defaults shown in --help
+
+    D = TrainConfig()
+    p = subparsers.add_parser("train", help="train a run (knn, nn or noise)", description=DESCRIPTION)
+    p.add_argument("--data", nargs=2, action="append", metavar=("FEATS", "GT"), default=None,
+                   help="a feature pickle and its ground truth (either layout, or '-' for none); "
+                        "repeat for several splits (e.g. train and val)")
+    p.add_argument("--method", choices=("knn", "nn", "noise"), default=None,
+                   help=f"training method (default {D.method})")
+    p.add_argument("--out", metavar="RUN_DIR", default=None,
+                   help="run directory to create (must not hold a run); default: a new "
+                        "directory under $VIDID_RUNS or ~/.cache/vidid/runs")
+    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
+                   help="finish an interrupted run (RUN_DIR, or the one given by --out); "
+                        "data and options come from the run")
+    g = p.add_argument_group("training options (default in brackets)")
+    g.add_argument("--folds", type=int, default=None, metavar="K", help=f"cross-validation folds ({D.folds})")
+    g.add_argument("--epochs", type=int, default=None, metavar="N", help=f"epochs per fold ({D.epochs})")
+    g.add_argument("--eps", type=float, default=None, metavar="E", help=f"DBSCAN eps of the noise clusters ({D.eps})")
+    g.add_argument("--min-samples", type=int, default=None, metavar="M", help=f"DBSCAN min_samples ({D.min_samples})")
+    g.add_argument("--seed", type=int, default=None, metavar="S", help=f"random seed ({D.seed})")
+    g.add_argument("--batch-size", type=int, default=None, metavar="B", help=f"batch size ({D.batch_size})")
+    g.add_argument("--lr", type=float, default=None, metavar="LR", help=f"Adam learning rate ({D.lr:g})")
+    g.add_argument("--no-augment", action="store_true", help="no join/cut noise augmentation")
+    g.add_argument("--no-views", action="store_true", help="no test-time views (full video only)")
+    g.add_argument("--ensemble", choices=("sum", "map_weighted"), default=None,
+                   help=f"how fold models are combined ({D.ensemble})")
+    g.add_argument("--weighting", choices=("quality", "quality2", "uniform"), default=None,
+                   help=f"frame weights of pooling ({D.weighting})")
+    g.add_argument("--min-quality", type=float, default=None, help="drop frames under this quality")
+    g.add_argument("--min-det", type=float, default=None, help="drop frames under this detection score")
+    g.add_argument("--knn-k", type=int, default=None, metavar="K", help=f"knn: neighbours per identity ({D.knn_k})")
+    g.add_argument("--knn-agg", choices=("mean", "max", "sum"), default=None, help=f"knn: aggregation ({D.knn_agg})")
+    g.add_argument("--device", default=None, help=f"auto (CUDA when present), cpu, cuda[:N] ({D.device})")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out = {field: getattr(args, opt) for opt, field in _OPTIONS.items() if getattr(args, opt) is not None}
+    if args.no_augment:
+        out["augment"] = False
+    if args.no_views:
+        out["views"] = False
+    return out
+
+
+def _data_entries(pairs: list[list[str]]) -> list[dict]:
+    entries = []
+    for feats, gt in pairs:
+        feats = os.path.abspath(feats)
+        gt = None if gt in ("-", "") else os.path.abspath(gt)
+        for path in (feats, gt):
+            if path is not None and not os.path.exists(path):
+                raise FileNotFoundError(2, "No such file or directory", path)
+            if path is not None and os.path.isdir(path):
+                raise IsADirectoryError(21, "Is a directory", path)
+        entries.append({"split": os.path.splitext(os.path.basename(feats))[0], "feats": feats, "gt": gt,
+                        "fingerprint": [_fingerprint(p) for p in (feats, gt)]})
+    return entries
+
+
+def _fingerprint(path: str | None) -> list[int] | None:
+    if path is None:
+        return None
+    st = os.stat(path)
+    return [int(st.st_size), int(st.st_mtime_ns)]
+
+
+def _check_unchanged(entries: list[dict], run_path) -> None:
+    for e in entries:
+        fp = e.get("fingerprint")
+        if not fp:
+            continue  # started by the dashboard: no fingerprint kept
+        for path, old in zip((e["feats"], e.get("gt")), fp):
+            if path is None or old is None:
+                continue
+            if not os.path.exists(path):
+                raise FileNotFoundError(2, "No such file or directory", path)
+            if _fingerprint(path) != old:
+                raise ValueError(f"{path}: changed since run {run_path} started "
+                                 "(size or modification time); cannot resume on different data")
+
+
+def _load_data(entries: list[dict], cfg: dict, progress) -> Any:
+    from core import dataset
+
+    pool_opts = {k: cfg[k] for k in ("weighting", "min_quality", "min_det") if k in cfg}
+    parts = []
+    for i, e in enumerate(entries):
+        def part_progress(f: float, m: str = "", i: int = i) -> None:
+            progress((i + f) / len(entries), f"{e['split']}: {m}" if m else e["split"])
+
+        parts.append(dataset.open_split(e["feats"], e.get("gt"), split=e.get("split", ""),
+                                        progress=part_progress, **pool_opts))
+    return parts[0] if len(parts) == 1 else dataset.concat(parts)
+
+
+def _new_run(args: argparse.Namespace):
+    from core import runs
+    from core.train import TrainConfig
+
+    if not args.data:
+        raise ValueError("no training data: give at least one --data FEATS GT")
+    cfg = TrainConfig(**_overrides(args))  # validates every option
+    entries = _data_entries(args.data)
+    doc = cfg.to_dict()
+    doc["data"] = entries
+    if args.out is None:
+        path = runs.new_run_dir(runs.default_runs_root(), cfg.method)
+    else:
+        path = os.path.abspath(args.out)
+        if os.path.isdir(path) and os.listdir(path) and not os.path.exists(os.path.join(path, runs.CONFIG)):
+            raise ValueError(f"{path}: directory exists and is not empty; choose a new --out")
+        if os.path.exists(os.path.join(path, runs.CONFIG)):
+            state = runs.Run.open(path).state
+            hint = "" if state == "complete" else f"; finish it with 'vidid train --resume {path}'"
+            raise ValueError(f"{path}: already holds a {state} run{hint}")
+    run = runs.Run.create(path, doc)
+    return run, cfg, entries
+
+
+def _resume_run(args: argparse.Namespace):
+    from core import runs
+    from core.train import TrainConfig
+
+    target = args.out if args.resume is True else args.resume
+    if target is None:
+        raise ValueError("--resume needs a run directory (--resume RUN_DIR)")
+    if args.out is not None and args.resume is not True and os.path.abspath(args.out) != os.path.abspath(args.resume):
+        raise ValueError(f"--resume {args.resume} and --out {args.out} name different runs")
+    if args.data:
+        raise ValueError("--resume takes its data from the run; do not give --data")
+    existing = runs.Run.open(target)
+    stored = existing.config()
+    for field, value in _overrides(args).items():
+        if field not in _RESUME_FREE and stored.get(field) != value:
+            raise ValueError(f"{existing.path}: run was started with {field}={stored.get(field)!r}, "
+                             f"not {value!r}; a resumed run keeps its options")
+    entries = stored.get("data")
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{existing.path}/config.json: no 'data' entries; cannot resume")
+    _check_unchanged(entries, existing.path)
+    cfg = TrainConfig.from_dict({**stored, **{k: v for k, v in _overrides(args).items() if k in _RESUME_FREE}})
+    run = runs.Run.resume(target)  # refuses complete / live runs, cleans partial files
+    return run, cfg, entries
+
+
+def _stored_noise_labels(run_, data):
+    """A clustering chosen in the dashboard (``noise_labels.npz``: names, labels),
+    aligned to the distractors of ``data`` (-1 where unknown); None if the run has none."""
+    import numpy as np
+
+    if not run_.has("noise_labels.npz"):
+        return None
+    stored = run_.load_array("noise_labels")
+    lookup = dict(zip(stored["names"].tolist(), stored["labels"].tolist()))
+    noise = np.asarray(data.names)[np.asarray(data.ids) == 0]
+    return np.fromiter((lookup.get(str(n), -1) for n in noise), dtype=np.int64, count=len(noise))
+
+
+def _beating(run_, bar, phase: str | None = None):
+    """A progress callback that also keeps the run's heartbeat fresh (throttled)."""
+    def progress(fraction: float, message: str = "") -> None:
+        bar(fraction, message)
+        if phase is not None:
+            run_.heartbeat(None, phase)
+        else:
+            run_.heartbeat(fraction, message or None)
+
+    return progress
+
+
+def run(args: argparse.Namespace) -> int:
+    import signal
+    import sys
+    import threading
+
+    from core.progress import null_progress, tqdm_progress
+
+    resume = args.resume is not None
+    run_, cfg, entries = _resume_run(args) if resume else _new_run(args)
+    print(f"{'resuming' if resume else 'run'} {run_.path} ({cfg.method}, {cfg.folds} folds)",
+          file=sys.stderr)
+
+    def on_sigterm(signum, frame):  # a kill from the dashboard or a scheduler: like Ctrl-C
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
+    close = None
+    try:
+        bar, close = (null_progress, None) if args.quiet else tqdm_progress("load")
+        run_.heartbeat(0.0, "loading data")
+        data = _load_data(entries, cfg.to_dict(), _beating(run_, bar, phase="loading data"))
+        if close:
+            close()
+            bar, close = tqdm_progress(f"train {cfg.method}")
+        from core import train
+
+        summary = train.fit(cfg, data, run_, progress=_beating(run_, bar), resume=resume,
+                            noise_labels=_stored_noise_labels(run_, data))
+    except KeyboardInterrupt:
+        if run_.state == "running":
+            run_.interrupt("interrupted (Ctrl-C); resume to finish")
+        print(f"vidid train: interrupted; finish it with 'vidid train --resume {run_.path}'",
+              file=sys.stderr)
+        return 130
+    except BaseException as exc:
+        if run_.state == "running":
+            run_.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if close:
+            close()
+        if main_thread:
+            signal.signal(signal.SIGTERM, old_term)
+    if summary.get("state") == "cancelled":
+        print(f"vidid train: {run_.path}: {summary.get('message', 'cancelled')}", file=sys.stderr)
+        return 1
+    folds = ", ".join(f"{m:.4f}" for m in summary.get("fold_val_map", []))
+    print(f"{run_.path}: out-of-fold mAP {summary['mAP']:.4f} (fold val mAP {folds}) "
+          f"in {summary.get('seconds', float('nan')):.1f} s")
+    return 0
