@@ -1,0 +1,221 @@
+"""Data page (AppTest on the tiny demo), dataset detection and the upload path."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.errors import DataError
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "streamlit_app.py")
+logging.getLogger("streamlit").setLevel(logging.ERROR)
+
+
+@pytest.fixture
+def app_env(tmp_path, monkeypatch):
+    """tiny demo preset, runs in a temp dir (VIDID_CACHE is the session's temp dir)."""
+    monkeypatch.setenv("VIDID_DEMO_PRESET", "tiny")
+    monkeypatch.setenv("VIDID_RUNS", str(tmp_path / "runs"))
+    return tmp_path
+
+
+def _app():
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(APP, default_timeout=60)
+
+
+def _metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def _open_folder(at, folder: Path):
+    at.radio(key="data_source").set_value("Folder on this machine").run()
+    at.text_input(key="data_folder").input(str(folder)).run()
+    at.button(key="data_open_folder").click().run()
+    return at
+
+
+def test_data_page_shows_demo_counts(app_env):
+    at = _app().run()
+    assert not at.exception
+    from dashboard import data
+
+    demo = data.demo_dir("tiny")
+    truth = pd.read_csv(demo / "truth.tsv", sep="\t")
+    from core.formats import read_features
+
+    lengths = np.concatenate([read_features(demo / f"face_{s}.pickle").lengths
+                              for s in ("train", "val", "test")])
+    m = _metrics(at)
+    assert m["Videos"] == f"{len(truth):,}"
+    assert m["Identities"] == "20"
+    assert m["Distractors"] == f"{int((truth['kind'] != 'identity').sum()):,}"
+    assert m["Frames"] == f"{int(lengths.sum()):,}"
+    assert m["Empty videos"] == str(int((lengths == 0).sum()))
+    # Histograms + the pooling comparison with its KNN mAP on val.
+    assert len(at.get("plotly_chart")) == 5
+    assert float(m["Default (quality) 5-NN val mAP"]) > 0.5
+    assert at.session_state["dataset"].kind == "demo"
+
+
+def test_folder_without_files_shows_error_and_keeps_dataset(app_env, tmp_path):
+    at = _app().run()
+    before = _metrics(at)["Videos"]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("nothing here")
+    _open_folder(at, tmp_path / "empty")
+    assert not at.exception
+    assert any("no iQIYI-VID feature files" in e.value for e in at.error)
+    assert _metrics(at)["Videos"] == before
+    assert at.session_state["dataset"].kind == "demo"
+    # Still usable: a missing folder is reported the same way.
+    _open_folder(at, tmp_path / "does-not-exist")
+    assert any("no such folder" in e.value for e in at.error) and not at.exception
+
+
+def test_corrupt_pickle_shows_error(app_env, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "face_val.pickle").write_bytes(b"\x80\x02}q\x00(X\x03\x00\x00\x00abc")  # truncated
+    (bad / "val_gt.txt").write_text("1 A.mp4\n")
+    at = _open_folder(_app().run(), bad)
+    assert not at.exception
+    (msg,) = [e.value for e in at.error]
+    assert "face_val.pickle" in msg and "not a valid pickle" in msg
+    assert at.session_state["dataset"].kind == "demo"
+
+
+def test_ground_truth_naming_unknown_video_shows_error(app_env, tmp_path, tiny_demo):
+    folder = tmp_path / "gt"
+    folder.mkdir()
+    shutil.copy(tiny_demo / "face_val.pickle", folder)
+    (folder / "val_gt.txt").write_text("1 IQIYI_VID_VAL_9999999.mp4\n")
+    at = _open_folder(_app().run(), folder)
+    assert not at.exception
+    (msg,) = [e.value for e in at.error]
+    assert "IQIYI_VID_VAL_9999999" in msg and "val_gt.txt" in msg
+
+
+def test_valid_folder_becomes_active(app_env, tmp_path, tiny_demo):
+    folder = tmp_path / "real"
+    folder.mkdir()
+    for f in ("face_val.pickle", "val_gt.txt"):
+        shutil.copy(tiny_demo / f, folder)
+    at = _open_folder(_app().run(), folder)
+    assert not at.exception and not at.error
+    truth = pd.read_csv(tiny_demo / "truth.tsv", sep="\t")
+    val = truth[truth["split"] == "val"]
+    m = _metrics(at)
+    assert m["Videos"] == f"{len(val):,}"
+    assert m["Identities"] == str(val.loc[val["kind"] == "identity", "person"].nunique())
+    assert at.session_state["dataset"].root == str(folder.resolve())
+    assert any("Now using" in s.value for s in at.success)
+    assert any("Dataset: **real**" in c.value for c in at.sidebar.caption)
+
+
+# ---------------------------------------------------------------- detection (no app)
+
+
+def _touch(folder: Path, *names: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        (folder / n).write_bytes(b"")
+
+
+def test_detect_splits_2019_and_2018_layouts(tmp_path):
+    from dashboard.data import detect_splits
+
+    _touch(tmp_path / "y2019", "face_train_v2.pickle", "face_val_v2.pickle", "face_test.pickle",
+           "train_gt.txt", "val_gt.txt", "readme.md")
+    spec = detect_splits(tmp_path / "y2019")
+    assert spec.split_names == ["train", "val", "test"]
+    assert Path(spec.split("train").gt).name == "train_gt.txt"
+    assert Path(spec.split("val").feats).name == "face_val_v2.pickle"
+    assert spec.split("test").gt is None and spec.labelled_splits == ["train", "val"]
+    assert [Path(f).name for f, _ in spec.train_pairs] == ["face_train_v2.pickle",
+                                                           "face_val_v2.pickle"]
+    assert Path(spec.eval_pair[0]).name == "face_test.pickle" and spec.eval_pair[1] is None
+
+    _touch(tmp_path / "y2018", "face_train.pickle", "face_val.pickle", "train.txt", "val.txt")
+    spec = detect_splits(tmp_path / "y2018")
+    assert [Path(s.gt).name for s in spec.splits] == ["train.txt", "val.txt"]
+    assert spec.eval_pair is None and spec.truth is None
+
+
+def test_detect_splits_errors(tmp_path):
+    from dashboard.data import detect_splits
+
+    _touch(tmp_path / "odd", "features.pickle")
+    with pytest.raises(DataError, match="no iQIYI-VID feature files.*features.pickle"):
+        detect_splits(tmp_path / "odd")
+    _touch(tmp_path / "two", "face_val.pickle", "face_val_v2.pickle")
+    with pytest.raises(DataError, match="two feature files for split 'val'"):
+        detect_splits(tmp_path / "two")
+    with pytest.raises(DataError, match="no such folder"):
+        detect_splits(tmp_path / "missing")
+
+
+class _Evil:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_uploaded_pickle_is_loaded_only_with_the_safe_loader(tmp_path, monkeypatch):
+    """An upload that would run a command on load is refused and the command never runs."""
+    from dashboard import data
+
+    monkeypatch.setenv("VIDID_CACHE", str(tmp_path / "cache"))
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps({b"V1": [[b"1", [0, 0, 1, 1], 0.9, 50.0, _Evil(str(marker))]]},
+                           protocol=2)
+    folder = data.save_uploads([("face_val.pickle", payload),
+                                ("../../val_gt.txt", b"1 V1.mp4\n")])
+    assert sorted(p.name for p in folder.iterdir()) == ["face_val.pickle", "val_gt.txt"]
+    assert folder.parent == tmp_path / "cache" / "uploads"  # no path traversal
+    spec = data.detect_splits(folder, name="upload")
+    with pytest.raises(DataError, match="refused to load '(posix|os).system'"):
+        data.load_split(spec, "val")
+    assert not marker.exists()
+    # Same content, same folder (uploads are keyed by content).
+    assert data.save_uploads([("face_val.pickle", payload),
+                              ("../../val_gt.txt", b"1 V1.mp4\n")]) == folder
+    with pytest.raises(DataError, match="no files"):
+        data.save_uploads([])
+
+
+def test_read_truth_and_friendly_error(tmp_path):
+    from dashboard.data import friendly_error, read_truth
+
+    p = tmp_path / "truth.tsv"
+    p.write_text("video\tsplit\tperson\tkind\n"
+                 "A.mp4\tval\tid3\tidentity\nB\tval\ts00001\tlookalike\n")
+    t = read_truth(p)
+    assert t.loc["A", "person"] == "id3" and t.loc["B", "kind"] == "lookalike"
+    p.write_text("video\tsplit\n")
+    with pytest.raises(DataError, match="lacks column.*person"):
+        read_truth(p)
+    assert friendly_error(FileNotFoundError(2, "x", "/d/face_val.pickle")) == \
+        "/d/face_val.pickle: no such file"
+    assert friendly_error(DataError("f.txt: line 3:\n bad")) == "f.txt: line 3: bad"
+
+
+def test_shared_loaded_arrays_are_read_only(tiny_demo):
+    """Cached datasets are shared by all sessions: a page cannot mutate them."""
+    from dashboard import data
+
+    lv = data.load_dataset(data.detect_splits(tiny_demo))
+    for arr in (lv.X, lv.ids, lv.names):
+        assert not arr.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        lv.X[0, 0] = 1.0

@@ -1,0 +1,151 @@
+"""Map page (AppTest on the tiny demo, PCA layout to stay fast; UMAP is covered by
+tests/test_projection.py)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "streamlit_app.py")
+PAGE = "app_pages/map.py"
+logging.getLogger("streamlit").setLevel(logging.ERROR)
+
+
+@pytest.fixture
+def app_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIDID_DEMO_PRESET", "tiny")
+    monkeypatch.setenv("VIDID_RUNS", str(tmp_path / "runs"))
+    return tmp_path
+
+
+def _page(**state):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["map_method"] = "pca"
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    return at
+
+
+def _figure(at) -> dict:
+    import json
+
+    (chart,) = at.get("plotly_chart")
+    return json.loads(chart.proto.spec)
+
+
+def _decode(v) -> np.ndarray:
+    """Plotly JSON arrays may be typed ({"dtype", "bdata"}) or plain lists."""
+    if isinstance(v, dict) and "bdata" in v:
+        import base64
+
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+    return np.asarray(v)
+
+
+def _loaded():
+    from dashboard import data
+
+    spec = data.detect_splits(data.demo_dir("tiny"))
+    return spec, data.load_dataset(spec)
+
+
+def test_noise_map_has_every_distractor_once_by_cluster(app_env):
+    at = _page()
+    fig = _figure(at)
+    spec, lv = _loaded()
+    rows = np.concatenate([_decode(t["customdata"]) for t in fig["data"]])
+    # The distractors of train+val (the clustering's input), each exactly once.
+    split = np.asarray(lv.split)
+    expect = np.flatnonzero((lv.ids == 0) & np.isin(split, ["train", "val"]))
+    assert sorted(rows.tolist()) == expect.tolist()
+    assert fig["data"][0]["name"] == "unclustered" and all(t["type"] == "scattergl"
+                                                         for t in fig["data"])
+    assert any("suggested clustering" in c.value for c in at.caption)
+    # Hover names the video.
+    t0 = fig["data"][0]
+    assert str(lv.names[int(_decode(t0["customdata"])[0])]) in t0["text"][0]
+
+
+def test_noise_map_uses_the_chosen_clustering(app_env):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("app_pages/noise_clusters.py").run()
+    at.slider(key="noise_eps").set_value(1.0).run()
+    at.button(key="noise_use").click().run()
+    k = at.session_state["noise_labels"]["n_clusters"]
+    at.session_state["map_method"] = "pca"
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    fig = _figure(at)
+    assert len(fig["data"]) == k + 1  # one trace per cluster + unclustered
+    assert any("chosen for training" in c.value for c in at.caption)
+
+
+def test_all_videos_by_split_and_downsampling(app_env, monkeypatch):
+    at = _page(map_subset="All videos", map_color="split")
+    fig = _figure(at)
+    spec, lv = _loaded()
+    assert sorted(t["name"] for t in fig["data"]) == ["test", "train", "val"]
+    for t in fig["data"]:
+        rows = _decode(t["customdata"])
+        assert (np.asarray(lv.split)[rows] == t["name"]).all()
+    assert sum(len(_decode(t["customdata"])) for t in fig["data"]) == len(lv.names)
+
+    from dashboard import data
+
+    monkeypatch.setattr(data, "MAX_MAP_POINTS", 100)
+    at.run()
+    assert not at.exception
+    assert any(f"random sample of 100 of {len(lv.names):,}" in i.value for i in at.info)
+    assert sum(len(_decode(t["customdata"])) for t in _figure(at)["data"]) == 100
+
+
+def test_outcome_of_a_run_colours_correct_and_wrong(app_env):
+    from core.runs import Run, new_run_dir
+
+    spec, lv = _loaded()
+    lab = np.flatnonzero(lv.ids > 0)
+    identity_ids = np.unique(lv.ids[lab])
+    # A finished run whose top-1 prediction is right for even rows, wrong for odd ones.
+    true_cls = np.searchsorted(identity_ids, lv.ids[lab])
+    wrong = np.arange(len(lab)) % 2 == 1
+    top = np.where(wrong, (true_cls + 1) % len(identity_ids), true_cls)
+    run = Run.create(new_run_dir(app_env / "runs", "knn"), {"method": "knn", "folds": 2})
+    run.save_array("oof", names=lv.names[lab].astype(str), ids=lv.ids[lab],
+                   fold=np.zeros(len(lab), np.int64), identity_ids=identity_ids,
+                   top_class=top[:, None].astype(np.int32),
+                   top_score=np.ones((len(lab), 1), np.float32),
+                   noise_prob=np.zeros(len(lab), np.float32))
+    run.finish({"mAP": 0.5})
+
+    at = _page(map_subset="All videos", map_color="outcome of a run")
+    fig = _figure(at)
+    by = {t["name"]: _decode(t["customdata"]) for t in fig["data"]}
+    assert len(by["correct"]) == int((~wrong).sum()) and len(by["wrong"]) == int(wrong.sum())
+    assert sorted(lv.names[by["wrong"]]) == sorted(lv.names[lab[wrong]])
+    assert {"correct", "wrong"} <= set(by) and "not scored" in by  # distractors not in the run
+
+
+def test_all_videos_by_identity_and_quality(app_env):
+    at = _page(map_subset="All videos", map_color="identity")
+    spec, lv = _loaded()
+    by = {t["name"]: _decode(t["customdata"]) for t in _figure(at)["data"]}
+    assert set(by) == {"distractor"} | {f"id {i}" for i in range(1, 21)}  # 20 ≤ 20 traces
+    for name, rows in by.items():
+        want = 0 if name == "distractor" else int(name.split()[1])
+        assert (lv.ids[rows] == want).all()
+    at.selectbox(key="map_color").set_value("quality").run()
+    assert not at.exception
+    (trace,) = _figure(at)["data"]
+    rows = _decode(trace["customdata"])
+    np.testing.assert_allclose(_decode(trace["marker"]["color"]),
+                               lv.pooled.mean_quality[rows], rtol=1e-6)
