@@ -98,6 +98,9 @@ def frame_weights(
     [10.0, 0.0, 30.0]
     """
     _check_weighting(weighting)
+    for label, value in (("min_quality", min_quality), ("min_det", min_det)):
+        if value is not None and not np.isfinite(value):
+            raise ValueError(f"{label} must be a finite number, got {value!r}")
     quality = np.asarray(quality)
     offsets = np.asarray(offsets, dtype=np.int64)
     w = _WEIGHT_FUNCS[weighting](quality)

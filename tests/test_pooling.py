@@ -325,3 +325,11 @@ def test_load_pooled_rejects_other_files(tmp_path):
     bad.write_text("not parquet")
     with pytest.raises(DataError, match="x.parquet"):
         load_pooled(bad)
+
+
+@pytest.mark.parametrize("field", ["min_quality", "min_det"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_threshold_is_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        frame_weights(np.ones(3, np.float32), np.ones(3, np.float32), np.array([0, 3]),
+                      **{field: value})

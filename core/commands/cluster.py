@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from core.commands import finite_float
+
 DESCRIPTION = (
     "Cluster the distractor videos (videos absent from the ground truth; every video "
     "when no ground truth is given) with DBSCAN over their pooled, L2-normalised face "
@@ -24,13 +26,13 @@ def register(subparsers) -> None:
     p.add_argument("--gt", nargs="+", default=None, metavar="GT",
                    help="ground truth of each FEATS, in the same order (videos it names are "
                         "not clustered)")
-    p.add_argument("--eps", type=float, required=True, metavar="E",
+    p.add_argument("--eps", type=finite_float, required=True, metavar="E",
                    help="DBSCAN radius (euclidean distance between unit vectors, inclusive)")
     p.add_argument("--min-samples", type=int, required=True, metavar="M",
                    help="points within eps (the video itself included) that make a core point")
     p.add_argument("--out", required=True, metavar="LABELS.tsv",
                    help="output: one 'video<TAB>cluster' line per distractor video")
-    p.add_argument("--max-eps", type=float, default=None, metavar="X",
+    p.add_argument("--max-eps", type=finite_float, default=None, metavar="X",
                    help="radius of the neighbour graph (default: eps, or 1.25 x eps with "
                         "--sweep); the sweep runs up to it")
     p.add_argument("--sweep", action="store_true",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from core.commands import finite_float
+
 DESCRIPTION = (
     "Pool the per-frame face features of every video into one L2-normalised vector "
     "(quality-weighted mean of the frame features) and write them to a Parquet file "
@@ -19,9 +21,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="FILE.parquet", help="output Parquet file")
     p.add_argument("--weighting", default="quality", choices=("quality", "quality2", "uniform"),
                    help="frame weights: max(q,0), max(q,0)**2 or 1 (default: quality)")
-    p.add_argument("--min-quality", type=float, default=None, metavar="Q",
+    p.add_argument("--min-quality", type=finite_float, default=None, metavar="Q",
                    help="ignore frames with quality < Q (all frames count if none pass)")
-    p.add_argument("--min-det", type=float, default=None, metavar="D",
+    p.add_argument("--min-det", type=finite_float, default=None, metavar="D",
                    help="ignore frames with detection score < D (all count if none pass)")
     p.add_argument("--no-cache", action="store_true", help="do not use the feature cache")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

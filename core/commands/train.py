@@ -6,6 +6,8 @@ import argparse
 import os
 from typing import Any
 
+from core.commands import finite_float
+
 DESCRIPTION = (
     "Train a video recognition run on one or more (features, ground truth) pairs: "
     "'knn' (cosine KNN baseline), 'nn' (ArcFace network on identities) or 'noise' (the "
@@ -30,7 +32,9 @@ _RESUME_FREE = ("device",)
 
 
 def register(subparsers) -> None:
-    from core.train_config import TrainConfig  # light (no torch): the defaults shown in --help
+    from core.train_config import (
+        TrainConfig,  # light (no torch): the defaults shown in --help
+    )
 
     D = TrainConfig()
     p = subparsers.add_parser("train", help="train a run (knn, nn or noise)", description=DESCRIPTION)
@@ -48,19 +52,19 @@ def register(subparsers) -> None:
     g = p.add_argument_group("training options (default in brackets)")
     g.add_argument("--folds", type=int, default=None, metavar="K", help=f"cross-validation folds ({D.folds})")
     g.add_argument("--epochs", type=int, default=None, metavar="N", help=f"epochs per fold ({D.epochs})")
-    g.add_argument("--eps", type=float, default=None, metavar="E", help=f"DBSCAN eps of the noise clusters ({D.eps})")
+    g.add_argument("--eps", type=finite_float, default=None, metavar="E", help=f"DBSCAN eps of the noise clusters ({D.eps})")
     g.add_argument("--min-samples", type=int, default=None, metavar="M", help=f"DBSCAN min_samples ({D.min_samples})")
     g.add_argument("--seed", type=int, default=None, metavar="S", help=f"random seed ({D.seed})")
     g.add_argument("--batch-size", type=int, default=None, metavar="B", help=f"batch size ({D.batch_size})")
-    g.add_argument("--lr", type=float, default=None, metavar="LR", help=f"Adam learning rate ({D.lr:g})")
+    g.add_argument("--lr", type=finite_float, default=None, metavar="LR", help=f"Adam learning rate ({D.lr:g})")
     g.add_argument("--no-augment", action="store_true", help="no join/cut noise augmentation")
     g.add_argument("--no-views", action="store_true", help="no test-time views (full video only)")
     g.add_argument("--ensemble", choices=("sum", "map_weighted"), default=None,
                    help=f"how fold models are combined ({D.ensemble})")
     g.add_argument("--weighting", choices=("quality", "quality2", "uniform"), default=None,
                    help=f"frame weights of pooling ({D.weighting})")
-    g.add_argument("--min-quality", type=float, default=None, help="drop frames under this quality")
-    g.add_argument("--min-det", type=float, default=None, help="drop frames under this detection score")
+    g.add_argument("--min-quality", type=finite_float, default=None, help="drop frames under this quality")
+    g.add_argument("--min-det", type=finite_float, default=None, help="drop frames under this detection score")
     g.add_argument("--knn-k", type=int, default=None, metavar="K", help=f"knn: neighbours per identity ({D.knn_k})")
     g.add_argument("--knn-agg", choices=("mean", "max", "sum"), default=None, help=f"knn: aggregation ({D.knn_agg})")
     g.add_argument("--device", default=None, help=f"auto (CUDA when present), cpu, cuda[:N] ({D.device})")
@@ -128,7 +132,9 @@ def _load_data(entries: list[dict], cfg: dict, progress) -> Any:
     return parts[0] if len(parts) == 1 else dataset.concat(parts)
 
 
-def _new_run(args: argparse.Namespace):
+def _plan_new_run(args: argparse.Namespace):
+    """Check options and the output directory; the run itself is created only
+    once the data has loaded, so a data mistake leaves nothing behind."""
     from core import runs
     from core.train import TrainConfig
 
@@ -148,8 +154,18 @@ def _new_run(args: argparse.Namespace):
             state = runs.Run.open(path).state
             hint = "" if state == "complete" else f"; finish it with 'vidid train --resume {path}'"
             raise ValueError(f"{path}: already holds a {state} run{hint}")
-    run = runs.Run.create(path, doc)
-    return run, cfg, entries
+    return path, doc, cfg, entries
+
+
+def _check_trainable(data, entries: list[dict]) -> None:
+    import numpy as np
+
+    from core.errors import DataError
+
+    n_ids = len(np.unique(np.asarray(data.ids)[np.asarray(data.ids) > 0]))
+    if n_ids < 2:
+        files = ", ".join(f"{e['feats']} + {e.get('gt') or '(no ground truth)'}" for e in entries)
+        raise DataError(f"{files}: got {n_ids} labelled identities with frames, training needs at least 2 identities")
 
 
 def _resume_run(args: argparse.Namespace):
@@ -208,10 +224,24 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import threading
 
+    from core import runs
     from core.progress import null_progress, tqdm_progress
 
     resume = args.resume is not None
-    run_, cfg, entries = _resume_run(args) if resume else _new_run(args)
+    if resume:
+        run_, cfg, entries = _resume_run(args)
+        data = None
+    else:
+        # Load (and validate) the data before a run directory exists.
+        path, doc, cfg, entries = _plan_new_run(args)
+        bar, close = (null_progress, None) if args.quiet else tqdm_progress("load")
+        try:
+            data = _load_data(entries, cfg.to_dict(), bar)
+        finally:
+            if close:
+                close()
+        _check_trainable(data, entries)
+        run_ = runs.Run.create(path, doc)
     print(f"{'resuming' if resume else 'run'} {run_.path} ({cfg.method}, {cfg.folds} folds)",
           file=sys.stderr)
 
@@ -222,12 +252,13 @@ def run(args: argparse.Namespace) -> int:
     old_term = signal.signal(signal.SIGTERM, on_sigterm) if main_thread else None
     close = None
     try:
-        bar, close = (null_progress, None) if args.quiet else tqdm_progress("load")
-        run_.heartbeat(0.0, "loading data")
-        data = _load_data(entries, cfg.to_dict(), _beating(run_, bar, phase="loading data"))
-        if close:
-            close()
-            bar, close = tqdm_progress(f"train {cfg.method}")
+        if data is None:
+            bar, close = (null_progress, None) if args.quiet else tqdm_progress("load")
+            run_.heartbeat(0.0, "loading data")
+            data = _load_data(entries, cfg.to_dict(), _beating(run_, bar, phase="loading data"))
+            if close:
+                close()
+        bar, close = (null_progress, None) if args.quiet else tqdm_progress(f"train {cfg.method}")
         from core import train
 
         summary = train.fit(cfg, data, run_, progress=_beating(run_, bar), resume=resume,
