@@ -1,0 +1,256 @@
+"""Errors page: per-identity AP of a run, and for one identity what went wrong.
+
+UI only: the analysis lives in :mod:`dashboard.run_data` (plain functions over the
+run's stored out-of-fold scores, cached) and the figures in :mod:`dashboard.run_charts`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import data, run_charts, run_data
+
+PAGE = "errors"
+K_RUN = f"{PAGE}_run"
+K_IDENTITY = f"{PAGE}_identity"
+K_SEARCH = f"{PAGE}_search"
+REVIEW_PAGE = "app_pages/video_review.py"
+MAX_BARS = 12
+
+
+def _no_run(spec: data.DatasetSpec | None, root: Path) -> None:
+    st.info("No finished run with scores yet. The Errors page reviews a run's out-of-fold "
+            "predictions: train one on the **Training** page — the KNN baseline takes seconds.")
+    c1, c2 = st.columns([1, 2])
+    c1.page_link("app_pages/training.py", label="Go to Training", icon=":material/model_training:")
+    if spec is None or not spec.train_pairs:
+        return
+    if c2.button("Train the KNN baseline now", key=f"{PAGE}_quick_knn", type="primary",
+                 icon=":material/bolt:"):
+        from core.launch import launch_training
+
+        pairs = [(s.name, s.feats, s.gt) for s in spec.splits if s.name in ("train", "val")]
+        try:
+            run_dir = launch_training(pairs, {"method": "knn", "folds": 5}, root)
+        except data.USER_ERRORS as exc:
+            st.error(f"Could not launch training: {data.friendly_error(exc)}")
+            return
+        st.session_state[K_RUN] = run_dir.name
+        st.session_state["training_followed"] = str(run_dir)
+        _wait_for(run_dir)
+
+
+def _wait_for(run_dir: Path) -> None:
+    @st.fragment(run_every=1.0)
+    def _poll() -> None:
+        state, status = run_data.run_status(run_dir)
+        if state == "running":
+            st.progress(float(status.get("progress") or 0.0),
+                        text=f"Training {run_dir.name}: {status.get('phase') or 'starting'}")
+        elif state == "complete":
+            st.rerun()
+        else:
+            st.warning(f"Run {run_dir.name} is {state}: {status.get('message') or ''}")
+
+    _poll()
+
+
+def _pick_run(table: pd.DataFrame) -> pd.Series:
+    names = table["name"].tolist()
+    wanted = st.query_params.get("run")
+    if wanted in names and st.session_state.get(f"{PAGE}_qp_run") != wanted:
+        st.session_state[K_RUN] = wanted  # a shared link wins once
+        st.session_state[f"{PAGE}_qp_run"] = wanted
+    if st.session_state.get(K_RUN) not in names:
+        st.session_state[K_RUN] = names[0]
+    labels = {r["name"]: f"{r['name']} · {r['method']} · mAP {r['mAP']:.4f}" if pd.notna(r["mAP"])
+              else f"{r['name']} · {r['method']}" for _, r in table.iterrows()}
+    name = st.selectbox("Run", names, key=K_RUN, format_func=labels.get)
+    st.query_params["run"] = name
+    return table[table["name"] == name].iloc[0]
+
+
+def _search(ap: pd.DataFrame, rs: run_data.RunScores, truth: dict[str, int]) -> pd.DataFrame:
+    query = st.text_input("Search: identity ID or video name", key=K_SEARCH,
+                          placeholder="e.g. 17 or IQIYI_VID_TRAIN_0000123").strip()
+    if not query:
+        return ap
+    ids = {int(query)} if query.isdigit() else set()
+    matches = [v for v in truth if query.lower() in v.lower()][:50]  # videos -> their identity
+    ids |= {truth[v] for v in matches if truth[v] > 0}
+    found = ap[ap["identity"].isin(ids)]
+    if found.empty:
+        st.caption(f"Nothing matches {query!r}.")
+    return found
+
+
+def _select_identity(identities: list[int]) -> None:
+    rows = st.session_state[f"{PAGE}_ap_table"].selection.rows
+    if rows and rows[0] < len(identities):
+        st.session_state[K_IDENTITY] = identities[rows[0]]
+
+
+def _styled(table: pd.DataFrame):
+    colours = run_charts.KIND_COLOURS
+    return table.style.map(lambda k: f"color: {colours.get(k, '#000')}; font-weight: 600",
+                           subset=["kind"]).format({"score": "{:.4f}"})
+
+
+def _video_link(frame, key: str, run_name: str, label: str) -> None:
+    """A selectable table of videos; the selected one gets a link to Video review."""
+    raw = frame.data if hasattr(frame, "data") else frame  # a Styler keeps its frame in .data
+    event = st.dataframe(frame, key=key, hide_index=True, on_select="rerun",
+                         selection_mode="single-row", height=min(400, 38 + 35 * max(len(raw), 1)))
+    rows = event.selection.rows if event is not None else []
+    if rows and rows[0] < len(raw):
+        video = raw.iloc[rows[0]]["video"]
+        st.page_link(REVIEW_PAGE, label=f"Open {video} in Video review", icon=":material/movie:",
+                     query_params={"video": video, "run": run_name})
+    else:
+        st.caption(f"Select a row to open {label} in Video review.")
+
+
+def _capped(counts: pd.DataFrame) -> pd.DataFrame:
+    """The biggest ``MAX_BARS - 1`` rows of a (label, kind, videos) table, the rest summed."""
+    if len(counts) <= MAX_BARS:
+        return counts
+    rest = int(counts["videos"].iloc[MAX_BARS - 1:].sum())
+    other = pd.DataFrame({"label": [f"{len(counts) - MAX_BARS + 1} others"], "kind": ["other"],
+                          "videos": [rest]})
+    return pd.concat([counts.iloc[:MAX_BARS - 1], other], ignore_index=True)
+
+
+def _identity_section(spec, rs: run_data.RunScores, truth: dict[str, int], ap: pd.DataFrame,
+                      run_dir: str, run_name: str) -> None:
+    identity = int(st.session_state[K_IDENTITY])
+    table = run_data.identity_table(rs, truth, identity)
+    top = table[table["in_top100"]]
+    missed = run_data.missed_videos(rs, truth, identity)
+    scored = set(rs.names[rs.scored].tolist())
+    n_gt = sum(1 for v, i in truth.items() if i == identity and v in scored)
+    row = ap[ap["identity"] == identity]
+    st.subheader(f"Identity {identity}")
+    m = st.columns(5)
+    m[0].metric("AP", f"{float(row['AP'].iloc[0]):.4f}" if len(row) else "–")
+    m[1].metric("ground-truth videos", n_gt)
+    m[2].metric("hits in top 100", int((top["kind"] == "hit").sum()))
+    m[3].metric("intruders costing AP", int(top["costs_ap"].sum()),
+                help="Wrong videos of the top 100 ranked above one of its ground-truth videos")
+    m[4].metric("missed", len(missed))
+
+    clusters = run_data.run_noise_clusters(run_dir)
+    cluster_source = "the run's DBSCAN clusters"
+    if clusters is None:
+        clusters = run_data.session_noise_clusters(st.session_state.get(data.KEY_NOISE_LABELS))
+        cluster_source = "the clustering chosen on the Noise clusters page"
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown("**Ranked list** (top 100): "
+                    + " · ".join(f":{c}[{k}]" for k, c in (("hit", "green"), ("other identity", "red"),
+                                                            ("distractor", "orange"))))
+        shown = top[["rank", "video", "score", "kind", "true_identity"]]
+        _video_link(_styled(shown), f"{PAGE}_ranked", run_name, "a video")
+        st.markdown("**Missed**: ground-truth videos outside the top 100 (rank NaN: the identity "
+                    "is not among the video's stored top classes)")
+        if missed.empty:
+            st.caption("None: every ground-truth video is in the top 100.")
+        else:
+            _video_link(missed, f"{PAGE}_missed", run_name, "a missed video")
+    with right:
+        st.markdown("**Who takes its videos** (top-1 prediction of its wrongly predicted videos)")
+        lost_to_noise = missed[missed["predicted"] == "noise"]["video"].tolist()
+        near = None
+        if clusters and lost_to_noise:
+            try:
+                near = run_data.nearest_clusters_for(spec, lost_to_noise, clusters)
+            except data.USER_ERRORS:
+                near = None
+        steal = _capped(run_data.stealers(rs, truth, identity, near))
+        if steal.empty:
+            st.caption("Nobody: all its scored videos are predicted as this identity.")
+        else:
+            st.plotly_chart(run_charts.stealers_chart(steal), key=f"{PAGE}_stealers")
+        st.markdown("**Where the intruders costing AP come from** (wrong videos ranked above "
+                    "one of its ground-truth videos)")
+        intr = run_data.intruder_sources(table, clusters)
+        intr = _capped(intr)
+        if intr.empty:
+            st.caption("None: every intruder ranks below its last ground-truth video.")
+        else:
+            st.plotly_chart(run_charts.stealers_chart(intr), key=f"{PAGE}_intruders")
+            if clusters is not None:
+                st.caption(f"Distractors grouped by {cluster_source}.")
+            else:
+                st.caption("Choose a clustering on the Noise clusters page to see which noise "
+                           "clusters the distractors come from.")
+
+
+st.title("Errors")
+st.caption("Per-identity average precision of a run's out-of-fold predictions, and for one "
+           "identity: its ranked list, what it missed, and who steals its videos.")
+root = data.runs_root()
+try:
+    spec = data.active_dataset()
+except data.USER_ERRORS as exc:
+    st.warning(f"No dataset loaded: {data.friendly_error(exc)}")
+    spec = None
+st.session_state.setdefault(K_IDENTITY, None)
+try:
+    runs = run_data.runs_table(root)
+except data.USER_ERRORS as exc:
+    st.error(f"Cannot read the run store {root}: {data.friendly_error(exc)}")
+    st.stop()
+with_scores = runs[[run_data.score_file(p) is not None for p in runs["path"]]] if len(runs) else runs
+if with_scores.empty:
+    _no_run(spec, root)
+    st.stop()
+
+run_col, search_col = st.columns([3, 2])
+with run_col:
+    run = _pick_run(with_scores)
+try:
+    rs = run_data.run_scores(run["path"])
+    truth = run_data.run_truth(run["path"])
+    ap = run_data.run_identity_ap(run["path"])
+except data.USER_ERRORS as exc:
+    st.error(f"Run {run['name']}: {data.friendly_error(exc)}")
+    st.stop()
+if ap is None or ap.empty:
+    st.warning(f"Run {run['name']} holds no labelled video with scores.")
+    st.stop()
+
+c = st.columns(4)
+c[0].metric("mAP (out-of-fold)" if rs.source == "oof" else "mAP",
+            f"{run['mAP']:.4f}" if pd.notna(run["mAP"]) else f"{ap['AP'].mean():.4f}")
+c[1].metric("identities", len(ap))
+c[2].metric("videos scored", int(rs.scored.sum()))
+c[3].metric("identities with AP < 0.5", int((ap["AP"] < 0.5).sum()))
+
+with search_col:
+    found = _search(ap, rs, truth)
+ids_order = ap["identity"].tolist()
+if st.session_state[K_IDENTITY] not in ids_order:
+    st.session_state[K_IDENTITY] = int(found["identity"].iloc[0]) if len(found) else ids_order[0]
+elif len(found) and len(found) < len(ap) and st.session_state[K_IDENTITY] not in found["identity"].tolist():
+    st.session_state[K_IDENTITY] = int(found["identity"].iloc[0])
+
+left, right = st.columns([2, 3])
+with left:
+    st.markdown("**Per-identity AP, worst first** (select a row)")
+    st.dataframe(found, key=f"{PAGE}_ap_table", hide_index=True, height=280,
+                 on_select=partial(_select_identity, found["identity"].tolist()),
+                 selection_mode="single-row",
+                 column_config={"AP": st.column_config.ProgressColumn(format="%.3f", min_value=0.0,
+                                                                      max_value=1.0)})
+with right:
+    st.plotly_chart(run_charts.identity_ap_chart(ap, highlight=st.session_state[K_IDENTITY]),
+                    key=f"{PAGE}_ap_chart")
+    ap_of = dict(zip(ap["identity"].tolist(), ap["AP"].tolist()))
+    st.selectbox("Identity", ids_order, key=K_IDENTITY,
+                 format_func=lambda i: f"identity {i} (AP {ap_of[i]:.3f})")
+
+_identity_section(spec, rs, truth, ap, run["path"], run["name"])

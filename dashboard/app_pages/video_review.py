@@ -1,0 +1,254 @@
+"""Video review page: one video's frames, what they resemble, and what the run predicted.
+
+Reachable with the video preselected through query parameters
+(``?video=NAME&run=RUN``), so a link from the Errors or Map page can be shared.
+UI only: reads go through :mod:`dashboard.data` / :mod:`dashboard.run_data`, figures
+come from :mod:`dashboard.run_charts`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core.names import canonical_name
+from dashboard import data, run_charts, run_data
+
+PAGE = "review"
+K_VIDEO = f"{PAGE}_video"
+K_RUN = f"{PAGE}_run"
+K_FILTER = f"{PAGE}_filter"
+K_SEARCH = f"{PAGE}_search"
+NO_RUN = "(no run)"
+MAX_OPTIONS = 5000
+
+
+def _apply_query_params(names: set[str], run_names: list[str]) -> None:
+    """Preselect from ``?video=&run=`` once per distinct link (later choices win)."""
+    video = st.query_params.get("video")
+    run = st.query_params.get("run")
+    link = (video, run)
+    if st.session_state.get(f"{PAGE}_applied_link") == link:
+        return
+    st.session_state[f"{PAGE}_applied_link"] = link
+    if video and canonical_name(video) in names:
+        st.session_state[K_VIDEO] = canonical_name(video)
+        st.session_state[K_FILTER] = "all"
+        st.session_state[K_SEARCH] = ""
+    elif video:
+        st.warning(f"The link names video {video!r}, which is not in the active dataset.")
+    if run in run_names:
+        st.session_state[K_RUN] = run
+
+
+def _candidates(lv, rs: run_data.RunScores | None, truth: dict[str, int]) -> list[str]:
+    names = np.asarray(lv.names)
+    options = ["all", "labelled", "distractors"] + (["misclassified by the run"] if rs is not None else [])
+    if st.session_state.get(K_FILTER) not in options:
+        st.session_state[K_FILTER] = "all"
+    c1, c2 = st.columns([2, 3])
+    which = c1.radio("Videos", options, key=K_FILTER, horizontal=True)
+    query = c2.text_input("Filter by name", key=K_SEARCH, placeholder="part of a video name").strip()
+    if which == "labelled":
+        names = names[np.asarray(lv.ids) > 0]
+    elif which == "distractors":
+        names = names[np.asarray(lv.ids) == 0]
+    elif which == "misclassified by the run" and rs is not None:
+        pred, _ = rs.predicted()
+        true = np.array([truth.get(n, 0) for n in rs.names.tolist()])
+        wrong = rs.scored & (pred != true)
+        names = np.intersect1d(rs.names[wrong].astype(str), names.astype(str))
+    if query:
+        names = np.asarray([n for n in names.tolist() if query.lower() in n.lower()], dtype=object)
+    return [str(n) for n in names[:MAX_OPTIONS]]
+
+
+def _pick_neighbour(table: pd.DataFrame) -> None:
+    rows = st.session_state[f"{PAGE}_neighbours"].selection.rows
+    if rows and rows[0] < len(table):
+        st.session_state[K_VIDEO] = table.iloc[rows[0]]["video"]
+        st.session_state[K_FILTER] = "all"
+        st.session_state[K_SEARCH] = ""
+
+
+def _prediction(rs: run_data.RunScores | None, video: str, pooled: np.ndarray,
+                centre_ids: np.ndarray, centres: np.ndarray) -> tuple[pd.DataFrame, str, int | None]:
+    """Top classes of the video (labels, values, kinds), what they are, and the top identity."""
+    if rs is not None:
+        r = rs.row_of(video)
+        if r is not None and rs.scored[r]:
+            ok = rs.classes[r] >= 0
+            ids = rs.identity_ids[rs.classes[r][ok]]
+            df = pd.DataFrame({"label": [f"identity {i}" for i in ids], "value": rs.scores[r][ok],
+                               "kind": "class", "identity": ids})
+            if rs.noise_prob is not None and rs.noise_prob[r] > 0:  # knn runs store zeros
+                df = pd.concat([df, pd.DataFrame({"label": ["noise (all noise classes)"],
+                                                  "value": [float(rs.noise_prob[r])],
+                                                  "kind": ["distractor"], "identity": [0]})])
+            df = df.sort_values("value", ascending=False, kind="stable").head(10)
+            top = int(df["identity"].iloc[0])
+            return df, "score from the run (out-of-fold)" if rs.source == "oof" else "score from the run", top
+    sims = centres @ pooled.astype(np.float32)
+    order = np.argsort(-sims, kind="stable")[:10]
+    df = pd.DataFrame({"label": [f"identity {i}" for i in centre_ids[order]], "value": sims[order],
+                       "kind": "class", "identity": centre_ids[order]})
+    return df, "cosine to identity centre", int(centre_ids[order[0]]) if len(order) else None
+
+
+def _frames_section(lv, row: int, video: str, true_id: int, pred_id: int | None,
+                    centre_ids: np.ndarray, centres: np.ndarray) -> None:
+    from core.pooling import frame_weights
+
+    fs = lv.frames
+    a, b = int(fs.offsets[row]), int(fs.offsets[row + 1])
+    feats = np.asarray(fs.feats[a:b], dtype=np.float32)
+    quality, det = np.asarray(fs.quality[a:b]), np.asarray(fs.det[a:b])
+    frame_no = np.asarray(fs.frame_no[a:b])
+    weighting = (getattr(lv.pooled, "options", None) or {}).get("weighting", "quality")
+    weights = frame_weights(quality, det, np.array([0, b - a]), weighting=weighting)
+    st.markdown("**Face quality and detection score per frame**")
+    st.plotly_chart(run_charts.frame_scores_chart(frame_no, quality, det), key=f"{PAGE}_scores")
+
+    wanted = [("true", true_id), ("predicted", pred_id)]
+    lines: dict[str, np.ndarray] = {}
+    for role, ident in wanted:
+        if ident is None or ident <= 0:
+            continue
+        hit = np.flatnonzero(centre_ids == ident)
+        if not len(hit):
+            continue
+        label = f"{role} identity {ident}" if not (role == "predicted" and ident == true_id) else None
+        if label is None:
+            continue
+        lines[label] = run_data.frame_similarities(feats, centres[hit])[:, 0]
+    st.markdown("**Similarity of each frame to identity centres** "
+                "(marker size = the frame's weight in the pooled vector)")
+    if not lines:
+        st.caption("No labelled identity to compare with (a distractor predicted as noise).")
+        return
+    st.plotly_chart(run_charts.frame_similarity_chart(frame_no, lines, weights), key=f"{PAGE}_sims")
+    keys = list(lines)
+    if len(keys) == 2:
+        worse = lines[keys[1]] > lines[keys[0]]
+        st.caption(f"{int(worse.sum())} of {len(worse)} frames look more like the predicted "
+                   f"identity than the true one: those frames carry the error.")
+
+
+st.title("Video review")
+try:
+    spec = data.active_dataset()
+    lv = data.load_dataset(spec)
+except data.USER_ERRORS as exc:
+    st.error(f"No dataset: {data.friendly_error(exc)}")
+    st.page_link("app_pages/data_page.py", label="Choose a dataset", icon=":material/dataset:")
+    st.stop()
+if len(lv.names) == 0:
+    st.warning(f"{spec.name}: no video with frames to review.")
+    st.stop()
+
+root = data.runs_root()
+try:
+    runs = run_data.runs_table(root)
+except data.USER_ERRORS as exc:
+    st.warning(f"Cannot read the run store {root}: {data.friendly_error(exc)}")
+    runs = pd.DataFrame(columns=["name", "path"])
+scored_runs = runs[[run_data.score_file(p) is not None for p in runs["path"]]] if len(runs) else runs
+run_names = scored_runs["name"].tolist()
+all_names = set(np.asarray(lv.names).tolist())
+_apply_query_params(all_names, run_names)
+st.session_state.setdefault(K_RUN, run_names[0] if run_names else NO_RUN)
+if st.session_state[K_RUN] not in [NO_RUN] + run_names:
+    st.session_state[K_RUN] = NO_RUN
+
+head = st.columns([2, 3])
+run_name = head[0].selectbox("Run", [NO_RUN] + run_names, key=K_RUN,
+                             help="Predictions come from this run's out-of-fold scores.")
+rs, truth, run_dir = None, {}, None
+if run_name != NO_RUN:
+    run_dir = scored_runs[scored_runs["name"] == run_name]["path"].iloc[0]
+    try:
+        rs = run_data.run_scores(run_dir)
+        truth = run_data.run_truth(run_dir)
+    except data.USER_ERRORS as exc:
+        st.error(f"Run {run_name}: {data.friendly_error(exc)}")
+        rs = None
+else:
+    st.info("No run chosen: predictions below are the nearest identity centres. "
+            "Train a run to see the model's predictions.")
+    st.page_link("app_pages/training.py", label="Go to Training", icon=":material/model_training:")
+
+options = _candidates(lv, rs, truth)
+if st.session_state.get(K_VIDEO) is None and rs is not None:
+    # First visit with a run: start on a video the run got wrong, the interesting case.
+    pred, _ = rs.predicted()
+    true = np.array([truth.get(n, 0) for n in rs.names.tolist()])
+    wrong = rs.names[rs.scored & (true > 0) & (pred != true)]
+    st.session_state[K_VIDEO] = next((str(v) for v in wrong if v in all_names), None)
+if st.session_state.get(K_VIDEO) not in options:
+    if not options:
+        st.warning("No video matches the filter.")
+        st.stop()
+    st.session_state[K_VIDEO] = options[0]
+video = head[1].selectbox(f"Video ({len(options)}{'+' if len(options) == MAX_OPTIONS else ''} shown)",
+                          options, key=K_VIDEO)
+st.query_params["video"] = video
+if run_name != NO_RUN:
+    st.query_params["run"] = run_name
+elif "run" in st.query_params:
+    del st.query_params["run"]
+# The URL now names this choice: do not treat it as a new shared link on the next rerun.
+st.session_state[f"{PAGE}_applied_link"] = (video, run_name if run_name != NO_RUN else None)
+
+row = int(np.flatnonzero(np.asarray(lv.names) == video)[0])
+true_id = int(np.asarray(lv.ids)[row])
+split = str(np.asarray(lv.split)[row])
+centres, centre_ids = data.identity_centroids(spec)
+pooled = np.asarray(lv.X)[row]
+top, value_name, pred_id = _prediction(rs, video, pooled, centre_ids, centres)
+
+n_frames = int(lv.frames.offsets[row + 1] - lv.frames.offsets[row])
+facts = st.columns(5)
+facts[0].metric("split", split)
+facts[1].metric("true identity", str(true_id) if true_id > 0 else "distractor")
+facts[2].metric("frames", n_frames)
+facts[3].metric("mean quality", f"{float(np.mean(lv.frames.quality[lv.frames.offsets[row]:lv.frames.offsets[row + 1]])):.1f}")
+pred_text = "–" if pred_id is None else ("noise" if pred_id == 0 else str(pred_id))
+correct = pred_id is not None and pred_id == true_id
+facts[4].metric("predicted identity", pred_text,
+                delta=("correct" if correct else "wrong") if pred_id is not None else None,
+                delta_color="normal" if correct else "inverse")
+if rs is not None and rs.row_of(video) is None:
+    st.caption(f"Run {run_name} did not score this video (it was trained on other data or "
+               "holds the video out of every fold); predictions below are the nearest centres.")
+
+left, right = st.columns([3, 2])
+with left:
+    _frames_section(lv, row, video, true_id, pred_id, centre_ids, centres)
+with right:
+    st.markdown(f"**Top predicted classes** ({value_name})")
+    kinds = np.where(top["identity"].to_numpy() == true_id, "true identity", top["kind"].to_numpy())
+    st.plotly_chart(run_charts.top_classes_chart(top["label"], top["value"], kinds=kinds,
+                                                 value_name=value_name), key=f"{PAGE}_top")
+    st.markdown("**Nearest labelled videos** (cosine of pooled vectors; select one to open it)")
+    try:
+        near = run_data.nearest_labelled_videos(spec, video, k=10)
+    except data.USER_ERRORS as exc:
+        near = None
+        st.warning(data.friendly_error(exc))
+    if near is not None:
+        near["same identity"] = near["identity"] == true_id
+        st.dataframe(near, key=f"{PAGE}_neighbours", hide_index=True, on_select=lambda: _pick_neighbour(near),
+                     selection_mode="single-row",
+                     column_config={"cosine": st.column_config.NumberColumn(format="%.3f")})
+    if spec.videos_dir:
+        path = Path(spec.videos_dir) / f"{video}.mp4"
+        if path.is_file():
+            st.video(str(path))
+        else:
+            st.caption(f"No file {path.name} in the videos folder.")
+    if run_name != NO_RUN:
+        st.page_link("app_pages/errors.py", label=f"Errors of run {run_name}", icon=":material/rule:",
+                     query_params={"run": run_name})
