@@ -17,12 +17,17 @@ A run reads ``"complete"`` only when ``summary.json`` exists **and** the status 
 complete. A run whose status says ``"running"`` but whose process is gone (dead pid on
 this host) or whose heartbeat is older than ``STALE_AFTER_S`` reads ``"interrupted"``;
 :func:`clean_run` removes its partial files so that training can resume.
+
+This module is one run (:class:`Run`, :func:`clean_run`). The file names, JSON
+encoding and state rule are :mod:`core.run_files`; the store-wide functions
+(:func:`default_runs_root`, :func:`new_run_dir`, :func:`list_runs`) are
+:mod:`core.run_store` and :func:`pid_alive` is :mod:`core.process_liveness`, all
+re-exported here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import hashlib
 import json
 import os
@@ -37,148 +42,20 @@ import numpy as np
 
 from core.atomic import atomic_open, atomic_write_text
 from core.errors import DataError
+from core.process_liveness import pid_alive, process_start_ticks
+from core.run_files import (CANCEL, CONFIG, FOLD_RE, METRICS, STALE_AFTER_S, STATES, STATUS,
+                            SUMMARY, age_seconds, dumps_json, effective_state, json_default,
+                            now_iso, read_json, read_json_dict)
+from core.run_store import default_runs_root, list_runs, new_run_dir
 
-STATES = ("running", "complete", "interrupted", "failed", "cancelled")
-#: A "running" run whose heartbeat is older than this (seconds) reads "interrupted"
-#: ($VIDID_STALE_AFTER overrides). On this host a dead pid is noticed at once; the
-#: heartbeat matters for runs started on another host (shared folders) and hung ones.
-STALE_AFTER_S = float(os.environ.get("VIDID_STALE_AFTER", 1800.0))
 #: ``heartbeat`` writes status.json at most this often (seconds), unless the phase changes.
 HEARTBEAT_MIN_INTERVAL_S = 1.0
 
-CONFIG = "config.json"
-STATUS = "status.json"
-METRICS = "metrics.json"
-SUMMARY = "summary.json"
-CANCEL = "cancel"
-_FOLD_RE = re.compile(r"^fold_(\d+)\.(pt|done\.json)$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _METRIC_COLUMNS = ("fold", "epoch", "loss", "val_map", "time")
-_LIST_COLUMNS = ("name", "path", "method", "state", "mAP", "folds", "epochs", "eps",
-                 "min_samples", "started", "seconds", "progress", "phase", "message")
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def default_runs_root() -> Path:
-    """Where runs live by default: ``$VIDID_RUNS`` or ``~/.cache/vidid/runs``.
-
-    Examples
-    --------
-    >>> isinstance(default_runs_root(), Path)
-    True
-    """
-    env = os.environ.get("VIDID_RUNS")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "vidid" / "runs"
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _age_seconds(stamp: Any) -> float | None:
-    if not isinstance(stamp, str):
-        return None
-    try:
-        then = _dt.datetime.fromisoformat(stamp)
-    except ValueError:
-        return None
-    if then.tzinfo is None:
-        then = then.replace(tzinfo=_dt.timezone.utc)
-    return (_dt.datetime.now(_dt.timezone.utc) - then).total_seconds()
-
-
-def _seconds_between(a: Any, b: Any) -> float | None:
-    try:
-        t0 = _dt.datetime.fromisoformat(a)
-        t1 = _dt.datetime.fromisoformat(b)
-    except (TypeError, ValueError):
-        return None
-    return (t1 - t0).total_seconds()
-
-
-def _proc_start_ticks(pid: int) -> int | None:
-    """Start time of a process in clock ticks since boot (Linux), to detect pid reuse."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Field 2 (comm) may hold spaces and parentheses: split after its last ')'.
-    fields = stat[stat.rfind(")") + 2:].split()
-    try:
-        return int(fields[19])  # field 22 overall
-    except (IndexError, ValueError):
-        return None
-
-
-def _proc_is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    fields = stat[stat.rfind(")") + 2:].split()
-    return bool(fields) and fields[0] in ("Z", "X")
-
-
-def pid_alive(pid: Any, start_ticks: Any = None) -> bool:
-    """Whether process ``pid`` runs on this host (and is the same process, if known).
-
-    Examples
-    --------
-    >>> pid_alive(os.getpid())
-    True
-    """
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by somebody else
-    except OSError:
-        return False
-    if _proc_is_zombie(pid):
-        return False
-    if isinstance(start_ticks, int):
-        now_ticks = _proc_start_ticks(pid)
-        if now_ticks is not None and now_ticks != start_ticks:
-            return False  # the pid was reused by another process
-    return True
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot store {type(obj).__name__} in JSON: {obj!r:.80}")
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, indent=1, default=_json_default) + "\n"
-
-
-def _read_json(path: Path) -> Any:
-    """Parse a JSON file of a run; a corrupt one raises DataError naming it."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: corrupt JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-
-
-def _read_json_dict(path: Path) -> dict:
-    obj = _read_json(path)
-    if not isinstance(obj, dict):
-        raise DataError(f"{path}: expected a JSON object, got {type(obj).__name__}")
-    return obj
-
 
 def _create_exclusive(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically, failing with FileExistsError if it exists."""
@@ -222,36 +99,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-# ----------------------------------------------------------------------------- run dirs
-
-def new_run_dir(root: str | os.PathLike | None, method: str) -> Path:
-    """Create and return a fresh, uniquely named run directory under ``root``.
-
-    The name is ``YYYYMMDD-HHMMSS-METHOD-xxxx`` (UTC, random hex suffix); the directory
-    is made with ``os.mkdir`` so two processes can never get the same one.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> d = new_run_dir(tempfile.mkdtemp(), "knn")
-    >>> d.is_dir() and "-knn-" in d.name
-    True
-    """
-    root = Path(root) if root is not None else default_runs_root()
-    if not re.match(r"^[A-Za-z0-9_]+$", str(method)):
-        raise ValueError(f"bad method name {method!r} for a run directory")
-    root.mkdir(parents=True, exist_ok=True)
-    for _ in range(100):
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-        path = root / f"{stamp}-{method}-{secrets.token_hex(2)}"
-        try:
-            os.mkdir(path)
-        except FileExistsError:
-            continue
-        return path
-    raise OSError(f"{root}: could not create a unique run directory")
 
 
 class Run:
@@ -301,9 +148,9 @@ class Run:
         path.mkdir(parents=True, exist_ok=True)
         doc = dict(config)
         doc.setdefault("vidid_version", __version__)
-        doc.setdefault("created", _now())
+        doc.setdefault("created", now_iso())
         try:
-            _create_exclusive(path / CONFIG, _dumps(doc))
+            _create_exclusive(path / CONFIG, dumps_json(doc))
         except FileExistsError:
             state = Run(path).state if (path / STATUS).exists() else "unknown"
             raise DataError(f"{path}: already holds a run (state {state}); "
@@ -311,7 +158,7 @@ class Run:
         run = cls(path, stale_after=stale_after)
         run._metrics = []
         run._status = {}
-        run._claim(started=_now(), progress=0.0, phase="starting", message="", finished=None)
+        run._claim(started=now_iso(), progress=0.0, phase="starting", message="", finished=None)
         return run
 
     @classmethod
@@ -343,25 +190,25 @@ class Run:
         clean_run(run.path, stale_after=stale_after)
         run._status = run.status
         run._metrics = None
-        run._claim(resumed=_now(), message="", finished=None)
+        run._claim(resumed=now_iso(), message="", finished=None)
         return run
 
     def _claim(self, **fields: Any) -> None:
         pid = os.getpid()
-        self.set_status(state="running", pid=pid, pid_start=_proc_start_ticks(pid),
+        self.set_status(state="running", pid=pid, pid_start=process_start_ticks(pid),
                         host=socket.gethostname(), **fields)
 
     # -- configuration -----------------------------------------------------------------
     def config(self) -> dict:
         """The run's ``config.json``."""
-        return _read_json_dict(self.path / CONFIG)
+        return read_json_dict(self.path / CONFIG)
 
     # -- status ------------------------------------------------------------------------
     @property
     def status(self) -> dict:
         """``status.json`` as stored (``{}`` if missing); see :attr:`state` for the truth."""
         p = self.path / STATUS
-        return _read_json_dict(p) if p.exists() else {}
+        return read_json_dict(p) if p.exists() else {}
 
     @property
     def state(self) -> str:
@@ -371,7 +218,7 @@ class Run:
         whose process is dead on this host, or whose heartbeat is stale, reads
         ``interrupted``.
         """
-        return _effective_state(self.path, self.status, self.stale_after)
+        return effective_state(self.path, self.status, self.stale_after)
 
     def set_status(self, **fields: Any) -> None:
         """Update fields of ``status.json`` (atomically) and stamp ``updated``."""
@@ -380,8 +227,8 @@ class Run:
         if self._status is None:
             self._status = self.status
         self._status.update(fields)
-        self._status["updated"] = _now()
-        atomic_write_text(self.path / STATUS, _dumps(self._status))
+        self._status["updated"] = now_iso()
+        atomic_write_text(self.path / STATUS, dumps_json(self._status))
         self._last_beat = time.monotonic()
 
     def heartbeat(self, progress: float | None = None, phase: str | None = None) -> None:
@@ -403,12 +250,12 @@ class Run:
         """Mark the run complete: status first, ``summary.json`` last."""
         if not isinstance(summary, dict):
             raise TypeError(f"summary must be a dict, got {type(summary).__name__}")
-        self.set_status(state="complete", finished=_now(), progress=1.0, message="")
-        atomic_write_text(self.path / SUMMARY, _dumps(summary))
+        self.set_status(state="complete", finished=now_iso(), progress=1.0, message="")
+        atomic_write_text(self.path / SUMMARY, dumps_json(summary))
 
     def fail(self, message: str) -> None:
         """Mark the run failed with a one-line message."""
-        self.set_status(state="failed", finished=_now(), message=" ".join(str(message).split()))
+        self.set_status(state="failed", finished=now_iso(), message=" ".join(str(message).split()))
 
     def interrupt(self, message: str = "interrupted") -> None:
         """Mark the run interrupted (e.g. on Ctrl-C); it can be resumed."""
@@ -416,7 +263,7 @@ class Run:
 
     def mark_cancelled(self, message: str = "cancelled on request") -> None:
         """Mark the run cancelled (after :meth:`cancel_requested` said so)."""
-        self.set_status(state="cancelled", finished=_now(), message=message)
+        self.set_status(state="cancelled", finished=now_iso(), message=message)
 
     def cancel_requested(self) -> bool:
         """Whether somebody (the dashboard) asked this run to stop."""
@@ -424,19 +271,19 @@ class Run:
 
     def request_cancel(self) -> None:
         """Ask the training process of this run to stop (it checks between epochs)."""
-        atomic_write_text(self.path / CANCEL, _now() + "\n")
+        atomic_write_text(self.path / CANCEL, now_iso() + "\n")
 
     def summary(self) -> dict | None:
         """``summary.json``, or None if the run has not finished."""
         p = self.path / SUMMARY
-        return _read_json_dict(p) if p.exists() else None
+        return read_json_dict(p) if p.exists() else None
 
     # -- metrics -----------------------------------------------------------------------
     def _load_metrics(self) -> list[dict]:
         p = self.path / METRICS
         if not p.exists():
             return []
-        rows = _read_json(p)
+        rows = read_json(p)
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise DataError(f"{p}: expected a JSON list of objects")
         return rows
@@ -447,8 +294,8 @@ class Run:
             raise TypeError(f"metric row must be a dict, got {type(row).__name__}")
         if self._metrics is None:
             self._metrics = self._load_metrics()
-        self._metrics.append(json.loads(json.dumps(row, default=_json_default)))
-        atomic_write_text(self.path / METRICS, _dumps(self._metrics))
+        self._metrics.append(json.loads(json.dumps(row, default=json_default)))
+        atomic_write_text(self.path / METRICS, dumps_json(self._metrics))
 
     def metrics(self) -> "pandas.DataFrame":  # noqa: F821
         """Per-epoch rows as a DataFrame (columns at least fold, epoch, loss, val_map, time)."""
@@ -477,15 +324,15 @@ class Run:
         with atomic_open(pt, "wb") as fh:
             torch.save(payload, fh)
         marker = dict(info or {})
-        marker.update(fold=k, bytes=pt.stat().st_size, sha256=_sha256(pt), saved=_now())
-        atomic_write_text(done, _dumps(marker))
+        marker.update(fold=k, bytes=pt.stat().st_size, sha256=_sha256(pt), saved=now_iso())
+        atomic_write_text(done, dumps_json(marker))
 
     def completed_folds(self) -> list[int]:
         """Folds whose checkpoint and ``.done`` marker both exist, sorted."""
         names = {p.name for p in self.path.iterdir()}
         out = []
         for n in names:
-            m = _FOLD_RE.match(n)
+            m = FOLD_RE.match(n)
             if m and m.group(2) == "pt" and f"fold_{m.group(1)}.done.json" in names:
                 out.append(int(m.group(1)))
         return sorted(out)
@@ -496,7 +343,7 @@ class Run:
         p = self.path / f"fold_{k}.done.json"
         if not p.exists():
             raise DataError(f"{self.path}: fold {k} is not complete (no {p.name})")
-        return _read_json_dict(p)
+        return read_json_dict(p)
 
     def load_fold(self, k: int, *, map_location: Any = "cpu", verify: bool = True) -> dict:
         """Load fold ``k``'s checkpoint (safe: tensors, numpy arrays and plain values only)."""
@@ -546,7 +393,7 @@ class Run:
 
     def save_json(self, name: str, obj: Any) -> None:
         """Save a JSON document ``NAME.json`` atomically (numpy values converted)."""
-        atomic_write_text(self.path / _safe_name(name, ".json"), _dumps(obj))
+        atomic_write_text(self.path / _safe_name(name, ".json"), dumps_json(obj))
 
     def load_json(self, name: str) -> Any:
         """Load ``NAME.json``; a corrupt file raises DataError naming it."""
@@ -554,7 +401,7 @@ class Run:
         p = self.path / (base + ".json")
         if not p.exists():
             raise FileNotFoundError(2, "No such file or directory", str(p))
-        return _read_json(p)
+        return read_json(p)
 
     def has(self, name: str) -> bool:
         """Whether the run holds file ``name`` (e.g. ``"oof.npz"``)."""
@@ -573,27 +420,9 @@ def _refuse_live_writer(run: "Run", what: str) -> None:
     status = run.status
     if (status.get("state") in ("running", "complete") and status.get("host") == socket.gethostname()
             and status.get("pid") != os.getpid() and pid_alive(status.get("pid"), status.get("pid_start"))):
-        age = _age_seconds(status.get("updated"))
+        age = age_seconds(status.get("updated"))
         raise DataError(f"{run.path}: its process (pid {status.get('pid')}) is still alive on this "
                         f"host, silent for {age or 0:.0f} s; stop it before you {what} the run")
-
-
-def _effective_state(path: Path, status: dict, stale_after: float) -> str:
-    state = status.get("state")
-    if state not in STATES:
-        return "interrupted" if not status else "failed"
-    if state not in ("running", "complete"):
-        return state
-    if state == "complete" and (path / SUMMARY).exists():
-        return "complete"
-    # "running", or "complete" without summary (finish() between its two writes)
-    alive = True
-    if status.get("host") == socket.gethostname():
-        alive = pid_alive(status.get("pid"), status.get("pid_start"))
-    age = _age_seconds(status.get("updated"))
-    if age is not None and age > stale_after:
-        alive = False
-    return "running" if alive else "interrupted"
 
 
 # ----------------------------------------------------------------------------- store-wide
@@ -623,7 +452,7 @@ def clean_run(path: str | os.PathLike, *, stale_after: float = STALE_AFTER_S) ->
     names = sorted(p.name for p in run.path.iterdir())
     complete = set(run.completed_folds())
     for n in names:
-        m = _FOLD_RE.match(n)
+        m = FOLD_RE.match(n)
         partial = (n.startswith(".") and n.endswith(".tmp")) or n == CANCEL
         if m and int(m.group(1)) not in complete:
             partial = True
@@ -636,60 +465,10 @@ def clean_run(path: str | os.PathLike, *, stale_after: float = STALE_AFTER_S) ->
         rows = run._load_metrics()
         keep = [r for r in rows if not isinstance(r.get("fold"), int) or r["fold"] in complete]
         if len(keep) != len(rows):
-            atomic_write_text(mp, _dumps(keep))
+            atomic_write_text(mp, dumps_json(keep))
     return removed
 
 
-def list_runs(root: str | os.PathLike | None = None, *, stale_after: float = STALE_AFTER_S) -> "pandas.DataFrame":  # noqa: F821
-    """One row per run under ``root`` (newest first), reading only small JSON files.
-
-    Columns: name, path, method, state, mAP, folds (completed), epochs, eps,
-    min_samples, started, seconds, progress, phase, message. A run with a corrupt file
-    is listed with state ``"corrupt"`` and the error as its message.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> list_runs(tempfile.mkdtemp()).empty
-    True
-    """
-    import pandas as pd
-
-    root = Path(root) if root is not None else default_runs_root()
-    rows = []
-    if root.is_dir():
-        for d in root.iterdir():
-            if d.is_dir() and (d / CONFIG).exists():
-                rows.append(_run_row(d, stale_after))
-    df = pd.DataFrame(rows, columns=list(_LIST_COLUMNS))
-    if not df.empty:
-        df = df.sort_values(["started", "name"], ascending=False, na_position="last",
-                            key=lambda s: s.fillna("").astype(str)).reset_index(drop=True)
-    return df
-
-
-def _run_row(d: Path, stale_after: float) -> dict:
-    row: dict[str, Any] = {c: None for c in _LIST_COLUMNS}
-    row.update(name=d.name, path=str(d))
-    try:
-        cfg = _read_json_dict(d / CONFIG)
-        status = _read_json_dict(d / STATUS) if (d / STATUS).exists() else {}
-        summary = _read_json_dict(d / SUMMARY) if (d / SUMMARY).exists() else {}
-    except (DataError, OSError) as exc:
-        row.update(state="corrupt", message=str(exc))
-        return row
-    names = {p.name for p in d.iterdir()}
-    folds = sum(1 for n in names if n.endswith(".done.json") and _FOLD_RE.match(n)
-                and n.replace(".done.json", ".pt") in names)
-    state = _effective_state(d, status, stale_after)
-    seconds = summary.get("seconds")
-    if seconds is None:
-        end = status.get("finished") or status.get("updated")
-        seconds = _seconds_between(status.get("started"), end)
-    row.update(method=cfg.get("method"), state=state, mAP=summary.get("mAP"), folds=folds,
-               epochs=cfg.get("epochs"), eps=cfg.get("eps"), min_samples=cfg.get("min_samples"),
-               started=status.get("started") or cfg.get("created"), seconds=seconds,
-               progress=status.get("progress"), phase=status.get("phase"),
-               message=status.get("message"))
-    return row
-
+__all__ = ["CANCEL", "CONFIG", "HEARTBEAT_MIN_INTERVAL_S", "METRICS", "STALE_AFTER_S", "STATES",
+           "STATUS", "SUMMARY", "Run", "clean_run", "default_runs_root", "list_runs",
+           "new_run_dir", "pid_alive"]

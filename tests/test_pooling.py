@@ -10,8 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import core.pooling as pooling
+import core.segment_means as segment_means
 from core.errors import DataError
 from core.frames import FrameSet
+from core.half_float import half_to_scaled_float32
 from core.pooling import (
     VIEWS,
     augment_noise,
@@ -89,7 +91,7 @@ def ragged_lengths(n=400, seed=1):
     ],
 )
 def test_pool_videos_matches_reference(opts, monkeypatch):
-    monkeypatch.setattr(pooling, "_CHUNK_FRAMES", 256)  # many chunks on small data
+    monkeypatch.setattr(segment_means, "_CHUNK_FRAMES", 256)  # many chunks on small data
     fs = make_frameset(ragged_lengths())
     pv = pool_videos(fs, **opts)
     ref = reference_pool(fs, **opts)
@@ -126,7 +128,7 @@ def test_float16_and_float32_agree_and_chunking_is_invisible(monkeypatch):
     fs16 = make_frameset(ragged_lengths(seed=3), seed=3)
     fs32 = make_frameset(ragged_lengths(seed=3), seed=3, dtype=np.float32)
     a = pool_videos(fs16).X
-    monkeypatch.setattr(pooling, "_CHUNK_FRAMES", 7)
+    monkeypatch.setattr(segment_means, "_CHUNK_FRAMES", 7)
     b = pool_videos(fs16).X
     np.testing.assert_allclose(a, b, atol=1e-6)
     c = pool_videos(fs32).X  # fs32 holds the un-rounded values: close, not equal
@@ -136,11 +138,11 @@ def test_float16_and_float32_agree_and_chunking_is_invisible(monkeypatch):
 def test_fast_half_cast_is_exact_for_every_float16():
     h = np.arange(65536, dtype=np.uint16).view(np.float16).reshape(-1, 16)
     finite_rows = np.isfinite(h).all(axis=1)
-    block, scale = pooling._half_to_scaled_float32(h[finite_rows])
+    block, scale = half_to_scaled_float32(h[finite_rows])
     np.testing.assert_array_equal(block.astype(np.float64) * scale, h[finite_rows].astype(np.float64))
     assert np.array_equal(np.signbit(block), np.signbit(h[finite_rows]))  # -0.0 stays -0.0
     # a block holding inf / NaN takes NumPy's cast
-    block, scale = pooling._half_to_scaled_float32(h[~finite_rows])
+    block, scale = half_to_scaled_float32(h[~finite_rows])
     assert scale == 1.0
     np.testing.assert_array_equal(block, h[~finite_rows].astype(np.float32))
 
@@ -161,7 +163,7 @@ def test_no_videos_and_all_empty():
 
 
 def test_progress_reaches_one(monkeypatch):
-    monkeypatch.setattr(pooling, "_CHUNK_FRAMES", 64)
+    monkeypatch.setattr(segment_means, "_CHUNK_FRAMES", 64)
     seen = []
     pool_videos(make_frameset(ragged_lengths()), progress=lambda f, m="": seen.append(f))
     assert seen and seen[-1] == 1.0 and seen == sorted(seen)

@@ -18,6 +18,8 @@ import torch
 
 from core import runs
 from core.errors import DataError
+from core.process_liveness import process_start_ticks
+from core.run_store import LIST_COLUMNS
 from core.runs import Run, clean_run, list_runs, new_run_dir
 
 
@@ -109,7 +111,7 @@ def test_interrupted_detection(run: Run, _sleeper):
     # A live pid that is another process (pid reuse) is not ours either.
     run.set_status(pid=os.getpid(), pid_start=-12345)
     assert run.state == "interrupted"
-    run.set_status(pid=os.getpid(), pid_start=runs._proc_start_ticks(os.getpid()))
+    run.set_status(pid=os.getpid(), pid_start=process_start_ticks(os.getpid()))
     assert run.state == "running"
     # Stale heartbeat: reads interrupted, but a live writer on this host is never joined.
     stale = Run.open(run.path, stale_after=0.0)
@@ -294,7 +296,7 @@ def test_list_runs_columns_and_order(tmp_path: Path):
     b.heartbeat(0.5, "fold 1")
     (tmp_path / "not-a-run").mkdir()
     df = list_runs(tmp_path)
-    assert list(df.columns) == list(runs._LIST_COLUMNS)
+    assert list(df.columns) == list(LIST_COLUMNS)
     assert df["name"].tolist() == [b.name, a.name]  # newest first
     row = df.set_index("name").loc[a.name]
     assert row["state"] == "complete" and row["mAP"] == 0.61 and row["folds"] == 1 and row["seconds"] == 3.0

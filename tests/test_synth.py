@@ -315,21 +315,21 @@ def test_recurring_strangers_are_clusterable(tiny_demo: Path) -> None:
 
 def test_chunks_ending_in_or_made_of_empty_videos() -> None:
     # Regression: an empty video last in a chunk used to index past the frames.
-    from core import synth
+    from core import synth_model
 
     cfg = PRESETS["tiny"]
     rng = np.random.default_rng(0)
-    id_videos = synth._identity_videos(cfg, rng)
-    targets = synth._distractor_targets(cfg, id_videos)
-    people = synth._make_people(cfg, sum(targets), rng)
-    plan = synth._plan_videos(cfg, people, id_videos, targets, rng)
+    id_videos = synth_model.identity_videos(cfg, rng)
+    targets = synth_model.distractor_targets(cfg, id_videos)
+    people = synth_model.make_people(cfg, sum(targets), rng)
+    plan = synth_model.plan_videos(cfg, people, id_videos, targets, rng)
     plan["n_frames"][:6] = [3, 0, 2, 0, 0, 0]
-    lists = synth._render_chunk(plan, people, np.arange(4), np.random.default_rng(1))
+    lists = synth_model.render_chunk(plan, people, np.arange(4), np.random.default_rng(1))
     assert [len(frames) for frames in lists] == [3, 0, 2, 0]
     for frames in lists:
         numbers = [int(f[0]) for f in frames]
         assert numbers == sorted(numbers)
-    assert synth._render_chunk(plan, people, np.arange(3, 6), rng) == [[], [], []]
+    assert synth_model.render_chunk(plan, people, np.arange(3, 6), rng) == [[], [], []]
 
 
 # --- API and CLI ----------------------------------------------------------------------
