@@ -1,0 +1,200 @@
+"""The network: a linear embedding of pooled video features and an ArcFace head.
+
+nanoGPT style: :class:`ModelConfig` sits beside :class:`VideoNet`, ``forward``
+returns ``(logits, loss)`` and a checkpoint stores the config next to the weights.
+
+ArcFace (Deng et al. 2019, the insightface ``easy_margin=False`` formulation)
+-----------------------------------------------------------------------------
+Weights ``W_j`` and embeddings ``e`` are L2-normalised, so ``cos(theta_j) = W_j . e``.
+In training the target logit gets an additive angular margin::
+
+    target = s * cos(theta_y + m)            if theta_y + m <= pi
+           = s * (cos(theta_y) - m * sin(m))  otherwise (cos(theta_y) <= cos(pi - m))
+
+The fallback keeps the target logit monotone decreasing in ``theta_y`` past
+``pi - m`` (where ``cos(theta + m)`` would turn back up); ``m * sin(m)`` is the
+insightface constant ``mm = sin(pi - m) * m``. Other logits are ``s * cos(theta_j)``.
+At inference no margin is applied: ``logits = s * cos``.
+
+Importing this module imports torch (it defines ``nn.Module`` subclasses): library
+code imports it inside the functions that train or predict.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class ModelConfig:
+    """Shape and head options of :class:`VideoNet`.
+
+    Attributes
+    ----------
+    in_dim : input (pooled feature) dimension, 512 for iQIYI-VID
+    emb_dim : embedding dimension
+    n_classes : number of output classes (``2C + K`` in noise mode, ``C`` in nn mode)
+    s : ArcFace scale
+    m : ArcFace additive angular margin (radians)
+    batch_norm : BatchNorm1d after the linear embedding
+    dropout : dropout probability on the input features (0 disables)
+    """
+
+    in_dim: int = 512
+    emb_dim: int = 512
+    n_classes: int = 2
+    s: float = 64.0
+    m: float = 0.5
+    batch_norm: bool = False
+    dropout: float = 0.0
+
+    def to_dict(self) -> dict:
+        """Plain-dict form stored in checkpoints."""
+        return asdict(self)
+
+
+def _margin_target(cos_t: torch.Tensor, *, s: float, m: float) -> torch.Tensor:
+    """``s * cos(theta + m)`` with the ``cos(theta) - m sin(m)`` fallback past ``pi - m``."""
+    cos_t = cos_t.clamp(-1.0, 1.0)
+    # clamp before sqrt: d/dx sqrt(x) is infinite at 0 (cos_t = +-1)
+    sin_t = torch.sqrt((1.0 - cos_t * cos_t).clamp_min(1e-12))
+    phi = cos_t * math.cos(m) - sin_t * math.sin(m)
+    phi = torch.where(cos_t > math.cos(math.pi - m), phi, cos_t - m * math.sin(m))
+    return s * phi
+
+
+def arcface_logits(cos: torch.Tensor, target: torch.Tensor | None, *, s: float, m: float) -> torch.Tensor:
+    """ArcFace logits from cosines: margin ``m`` on each row's target class, scale ``s``.
+
+    Parameters
+    ----------
+    cos : (n, n_classes) cosines between normalised embeddings and class weights
+    target : (n,) int64 class per row, or ``None`` for inference (no margin)
+    s, m : scale and additive angular margin
+
+    Returns
+    -------
+    (n, n_classes) logits.
+
+    Examples
+    --------
+    >>> c = torch.tensor([[1.0, 0.0]])
+    >>> arcface_logits(c, torch.tensor([0]), s=2.0, m=0.5)   # 2*cos(0.5), 2*0
+    tensor([[1.7552, 0.0000]])
+    """
+    z = s * cos.clamp(-1.0, 1.0)
+    if target is None or m == 0.0:
+        return z
+    t = target.view(-1, 1)
+    return z.scatter(1, t, _margin_target(cos.gather(1, t), s=s, m=m))
+
+
+class ArcFaceHead(nn.Module):
+    """Normalised class weights; ``forward(emb, target)`` gives ArcFace logits."""
+
+    def __init__(self, emb_dim: int, n_classes: int, *, s: float = 64.0, m: float = 0.5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_classes, emb_dim))
+        nn.init.xavier_uniform_(self.weight)
+        self.s = float(s)
+        self.m = float(m)
+
+    def cosine(self, emb: torch.Tensor) -> torch.Tensor:
+        """(n, n_classes) cosines between ``emb`` rows and class weights."""
+        return F.linear(F.normalize(emb, dim=1), F.normalize(self.weight, dim=1))
+
+    def forward(self, emb: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+        # Same values as arcface_logits(self.cosine(emb), ...), cheaper on a wide head:
+        # s scales the (n, d) embeddings instead of the (n, n_classes) cosines, the
+        # target cosines come from an (n, d) product rather than a gather of the wide
+        # matrix, and the margin is written in place (nothing saved the GEMM's output).
+        e = F.normalize(emb, dim=1)
+        w = F.normalize(self.weight, dim=1)
+        z = F.linear(self.s * e, w)
+        if target is None or self.m == 0.0:
+            return z
+        cos_t = (e * w[target]).sum(dim=1, keepdim=True)
+        return z.scatter_(1, target.view(-1, 1), _margin_target(cos_t, s=self.s, m=self.m))
+
+
+class VideoNet(nn.Module):
+    """Linear ``in_dim -> emb_dim`` embedding (optionally BN / input dropout) + ArcFace head.
+
+    ``forward(x, target=None, weight=None)`` returns ``(logits, loss)``: with a
+    target, logits carry the margin and ``loss`` is the (sample-weighted) mean
+    cross-entropy; without one, logits are ``s * cos`` and ``loss`` is ``None``.
+
+    Examples
+    --------
+    >>> net = VideoNet(ModelConfig(in_dim=4, emb_dim=3, n_classes=2))
+    >>> logits, loss = net(torch.randn(5, 4), torch.tensor([0, 1, 0, 1, 0]))
+    >>> logits.shape, loss.ndim
+    (torch.Size([5, 2]), 0)
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
+        self.embed = nn.Linear(config.in_dim, config.emb_dim)
+        self.bn = nn.BatchNorm1d(config.emb_dim) if config.batch_norm else nn.Identity()
+        self.head = ArcFaceHead(config.emb_dim, config.n_classes, s=config.s, m=config.m)
+
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """(n, emb_dim) embeddings (not normalised)."""
+        return self.bn(self.embed(self.dropout(x)))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        target: torch.Tensor | None = None,
+        weight: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logits = self.head(self.embedding(x), target)
+        if target is None:
+            return logits, None
+        ce = F.cross_entropy(logits, target, reduction="none")
+        loss = ce.mean() if weight is None else (ce * weight).mean()
+        return logits, loss
+
+    @torch.no_grad()
+    def log_probs(self, x: torch.Tensor, *, s: float | None = None, block: int = 8192) -> torch.Tensor:
+        """(n, n_classes) log-softmax of inference logits ``s * cos`` (float32), blocked.
+
+        ``s`` overrides the training scale (an inference temperature).
+        """
+        scale = self.config.s if s is None else float(s)
+        out = []
+        for start in range(0, x.shape[0], block):
+            cos = self.head.cosine(self.embedding(x[start:start + block]))
+            out.append(torch.log_softmax(scale * cos, dim=1))
+        if not out:
+            return torch.empty(0, self.config.n_classes)
+        return torch.cat(out)
+
+
+def build_model(config: ModelConfig, *, seed: int) -> VideoNet:
+    """A freshly initialised :class:`VideoNet`; the same seed gives the same weights.
+
+    >>> a = build_model(ModelConfig(in_dim=4, emb_dim=3, n_classes=2), seed=1)
+    >>> b = build_model(ModelConfig(in_dim=4, emb_dim=3, n_classes=2), seed=1)
+    >>> bool(torch.equal(a.head.weight, b.head.weight))
+    True
+    """
+    # Weights are drawn on the CPU generator, then moved: same seed, same weights on any device.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return VideoNet(config)
+
+
+def model_from_checkpoint(model_config: dict, state_dict: dict) -> VideoNet:
+    """Rebuild a fold's network from its checkpoint (``meta["model_config"]``, weights), in eval mode."""
+    net = VideoNet(ModelConfig(**model_config))
+    net.load_state_dict(state_dict)
+    net.eval()
+    return net
