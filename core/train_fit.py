@@ -34,6 +34,7 @@ class _Prepared:
     fold: np.ndarray            # (n,) fold, -1 = always trained
     noise_rows: np.ndarray
     clusters: np.ndarray        # (n_noise,) DBSCAN labels of noise_rows (-1 unclustered)
+    noise_eps: float = float("nan")  # the DBSCAN eps the clusters came from (nan: given)
 
 
 def _prepare(config: TrainConfig, data, noise_labels: np.ndarray | None) -> _Prepared:
@@ -61,6 +62,7 @@ def _prepare(config: TrainConfig, data, noise_labels: np.ndarray | None) -> _Pre
     class_of = np.full(len(ids), -1, dtype=np.int64)
     class_of[lab_rows] = np.searchsorted(identity_ids, ids[lab_rows])
 
+    noise_eps = float("nan")
     if config.method != "noise":
         clusters = np.full(len(noise_rows), -1, dtype=np.int64)
     elif noise_labels is not None:
@@ -72,11 +74,11 @@ def _prepare(config: TrainConfig, data, noise_labels: np.ndarray | None) -> _Pre
                             f"{len(noise_rows)} (one per distractor) or {len(ids)} (one per video)")
         clusters = nl
     else:
-        clusters = cluster_distractors(X[noise_rows], config.eps, config.min_samples)
+        clusters, noise_eps = cluster_distractors(X[noise_rows], config.eps, config.min_samples)
     frames = getattr(data, "frames", None)
     frame_rows = _frame_rows(frames, names) if frames is not None else np.arange(len(names))
     return _Prepared(names, X, ids, frames, frame_rows, identity_ids, class_of, fold,
-                     noise_rows, clusters)
+                     noise_rows, clusters, noise_eps)
 
 
 def _noise_training_set(config: TrainConfig, p: _Prepared, k: int, rng: np.random.Generator):
@@ -208,7 +210,7 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
         run.save_array("knn_reference", X=p.X[lab], ids=p.ids[lab], names=p.names[lab])
     if config.method == "noise":
         run.save_array("noise_clusters", names=p.names[p.noise_rows], labels=p.clusters,
-                       fold=p.fold[p.noise_rows])
+                       fold=p.fold[p.noise_rows], eps=np.float64(p.noise_eps))
 
     kstore = min(config.top_k_store, C)
     oof_idx = np.full((n, kstore), -1, dtype=np.int32)

@@ -85,8 +85,10 @@ def test_page_renders_with_no_runs(env):
     assert at.radio(key="training_method").options == ["knn", "nn", "noise"]
     assert any(b.label == "Launch training" for b in at.button)
     assert any("No runs yet" in i.value for i in at.info)
-    # without a clustering chosen on the Noise clusters page, only the manual choice exists
-    assert at.radio(key="training_cluster_source").options == ["Set eps / min_samples here"]
+    # without a clustering chosen on the Noise clusters page: automatic (default) or manual
+    options = at.radio(key="training_cluster_source").options
+    assert len(options) == 2 and options[0].startswith("Automatic eps")
+    assert options[1] == "Set eps / min_samples here"
 
 
 def test_launch_kill_resume(env):

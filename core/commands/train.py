@@ -52,7 +52,8 @@ def register(subparsers) -> None:
     g = p.add_argument_group("training options (default in brackets)")
     g.add_argument("--folds", type=int, default=None, metavar="K", help=f"cross-validation folds ({D.folds})")
     g.add_argument("--epochs", type=int, default=None, metavar="N", help=f"epochs per fold ({D.epochs})")
-    g.add_argument("--eps", type=finite_float, default=None, metavar="E", help=f"DBSCAN eps of the noise clusters ({D.eps})")
+    g.add_argument("--eps", type=finite_float, default=None, metavar="E", help="DBSCAN eps of the noise clusters (default: chosen from the data: the most "
+                   "clusters at or below the knee of the k-distance curve)")
     g.add_argument("--min-samples", type=int, default=None, metavar="M", help=f"DBSCAN min_samples ({D.min_samples})")
     g.add_argument("--seed", type=int, default=None, metavar="S", help=f"random seed ({D.seed})")
     g.add_argument("--batch-size", type=int, default=None, metavar="B", help=f"batch size ({D.batch_size})")

@@ -43,14 +43,16 @@ def _launch_form(spec: data.DatasetSpec, root: Path) -> None:
         epochs = c3.number_input("Epochs (nn / noise)", 1, 500, int(defaults["epochs"]),
                                  key=f"{PAGE}_epochs")
         st.markdown("**Noise clustering** (noise method)")
-        options = ["Set eps / min_samples here"]
+        options = ["Automatic eps (most clusters below the k-distance knee)",
+                   "Set eps / min_samples here"]
         if chosen is not None:
             options.insert(0, f"The clustering chosen on the Noise clusters page "
                               f"(eps {chosen['eps']:.2f}, min_samples {chosen['min_samples']})")
         source = st.radio("Clustering", options, key=f"{PAGE}_cluster_source",
                           label_visibility="collapsed")
         c4, c5 = st.columns(2)
-        eps = c4.slider("eps", 0.05, 2.0, float(defaults["eps"]), 0.05, key=f"{PAGE}_eps")
+        eps = c4.slider("eps (when set here)", 0.05, 2.0, float(defaults["eps"] or 1.0), 0.05,
+                        key=f"{PAGE}_eps")
         min_samples = c5.number_input("min_samples", 1, 50, int(defaults["min_samples"]),
                                       key=f"{PAGE}_min_samples")
         with st.expander("Advanced options"):
@@ -78,7 +80,9 @@ def _launch_form(spec: data.DatasetSpec, root: Path) -> None:
         st.error(f"{spec.name}: the train/val splits have no ground truth "
                  f"({', '.join(unlabelled)}); nothing to learn from.")
         return
-    config = dict(method=method, folds=int(folds), epochs=int(epochs), eps=float(eps),
+    auto_eps = source.startswith("Automatic")
+    config = dict(method=method, folds=int(folds), epochs=int(epochs),
+                  eps=None if auto_eps else float(eps),
                   min_samples=int(min_samples), lr=float(lr), batch_size=int(batch), seed=int(seed),
                   knn_k=int(knn_k), weighting=weighting, ensemble=ensemble, views=bool(views),
                   augment=bool(augment))
