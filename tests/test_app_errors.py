@@ -4,60 +4,19 @@ the page itself (AppTest) with no run and with a real KNN run of the tiny demo."
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from app_helpers import make_knn_run, open_page, tiny_app_env, wait_for_run
 
 from core.metrics import per_identity_ap, rank_videos
 from dashboard import run_data
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "streamlit_app.py")
 PAGE = "app_pages/errors.py"
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def _app_env(tiny_demo: Path, runs: Path):
-    """Point the app at the tiny demo (no regeneration) and at an empty run store."""
-    demo = Path(os.environ["VIDID_CACHE"]) / "demo-tiny-seed0"
-    if not demo.exists():
-        shutil.copytree(tiny_demo, demo)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("VIDID_DEMO_PRESET", "tiny")
-    mp.setenv("VIDID_RUNS", str(runs))
-    return mp, demo
-
-
-def make_knn_run(demo: Path, runs: Path, *, folds: int = 3) -> tuple[Path, dict]:
-    """A real, complete KNN run trained in-process with core.train (a couple of seconds)."""
-    from core.dataset import concat, open_split
-    from core.runs import Run, new_run_dir
-    from core.train import TrainConfig, fit
-
-    cfg = TrainConfig(method="knn", folds=folds, views=False)
-    pairs = [("train", demo / "face_train.pickle", demo / "train_gt.txt"),
-             ("val", demo / "face_val.pickle", demo / "val_gt.txt")]
-    data = concat([open_split(f, g, split=s) for s, f, g in pairs])
-    run = Run.create(new_run_dir(runs, "knn"),
-                     {**cfg.to_dict(), "data": [{"split": s, "feats": str(f), "gt": str(g)}
-                                                for s, f, g in pairs]})
-    return run.path, fit(cfg, data, run)
-
-
-def _page(query: dict | None = None):
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(APP, default_timeout=120)
-    for k, v in (query or {}).items():
-        at.query_params[k] = v
-    at.switch_page(PAGE)
-    return at.run()
-
 
 def _dense(rs: run_data.RunScores) -> np.ndarray:
     S = np.full((len(rs.names), rs.n_identities), -np.inf)
@@ -68,10 +27,8 @@ def _dense(rs: run_data.RunScores) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def env(tiny_demo, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("errors_runs")
-    mp, demo = _app_env(tiny_demo, runs)
-    yield SimpleNamespace(demo=demo, runs=runs)
-    mp.undo()
+    with tiny_app_env(tiny_demo, tmp_path_factory.mktemp("errors_runs")) as e:
+        yield e
 
 
 @pytest.fixture(scope="module")
@@ -179,15 +136,13 @@ def test_page_without_a_run_trains_the_baseline_on_request(env, tmp_path, monkey
     from core.runs import Run
 
     monkeypatch.setenv("VIDID_RUNS", str(tmp_path))  # an empty store of its own
-    at = _page()
+    at = open_page(PAGE)
     assert not at.exception
     assert any("No finished run" in i.value for i in at.info)
     next(b for b in at.button if b.label == "Train the KNN baseline now").click().run()
     assert not at.exception, [e.value for e in at.exception]
     (run_dir,) = list(tmp_path.iterdir())
-    t0 = time.monotonic()
-    while Run.open(run_dir).state == "running" and time.monotonic() - t0 < 120:
-        time.sleep(0.2)
+    wait_for_run(run_dir, lambda r: r.state != "running")
     assert Run.open(run_dir).state == "complete"
     at.run()  # the page now reviews the new run
     assert not at.exception
@@ -196,7 +151,7 @@ def test_page_without_a_run_trains_the_baseline_on_request(env, tmp_path, monkey
 
 
 def test_page_with_a_knn_run(env, knn_run):
-    at = _page()
+    at = open_page(PAGE)
     assert not at.exception, [e.value for e in at.exception]
     run_name = knn_run.path.name
     assert at.selectbox(key="errors_run").value == run_name
@@ -230,7 +185,7 @@ def test_page_with_a_knn_run(env, knn_run):
 
 
 def test_search_and_identity_choice(env, knn_run):
-    at = _page({"run": knn_run.path.name})
+    at = open_page(PAGE, query={"run": knn_run.path.name})
     ids = at.dataframe[0].value["identity"].tolist()
     target = ids[-1]  # the best identity
     at.text_input(key="errors_search").input(str(target)).run()
@@ -248,6 +203,6 @@ def test_search_and_identity_choice(env, knn_run):
 
 
 def test_unknown_run_in_link_falls_back(env, knn_run):
-    at = _page({"run": "no-such-run"})
+    at = open_page(PAGE, query={"run": "no-such-run"})
     assert not at.exception
     assert at.selectbox(key="errors_run").value == knn_run.path.name

@@ -4,32 +4,23 @@ tests/test_projection.py)."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
+from app_helpers import open_page, tiny_app_env
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "streamlit_app.py")
 PAGE = "app_pages/map.py"
 logging.getLogger("streamlit").setLevel(logging.ERROR)
 
 
 @pytest.fixture
-def app_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("VIDID_DEMO_PRESET", "tiny")
-    monkeypatch.setenv("VIDID_RUNS", str(tmp_path / "runs"))
-    return tmp_path
+def app_env(tiny_demo, tmp_path):
+    with tiny_app_env(tiny_demo, tmp_path / "runs"):
+        yield tmp_path
 
 
 def _page(**state):
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["map_method"] = "pca"
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.run()
-    at.switch_page(PAGE).run()
+    at = open_page(PAGE, {"map_method": "pca", **state}, timeout=60, home_first=True)
     assert not at.exception
     return at
 
@@ -75,10 +66,7 @@ def test_noise_map_has_every_distractor_once_by_cluster(app_env):
 
 
 def test_noise_map_uses_the_chosen_clustering(app_env):
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("app_pages/noise_clusters.py").run()
+    at = open_page("app_pages/noise_clusters.py", timeout=60, home_first=True)
     at.slider(key="noise_eps").set_value(1.0).run()
     at.button(key="noise_use").click().run()
     k = at.session_state["noise_labels"]["n_clusters"]

@@ -5,43 +5,18 @@ the one the run trains with."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import signal
-import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from app_helpers import open_page, tiny_app_env, wait_for_run
 
 from core.runs import Run
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "streamlit_app.py")
 PAGE = "app_pages/training.py"
-
-
-def _page(session: dict | None = None):
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(APP, default_timeout=120)
-    for k, v in (session or {}).items():
-        at.session_state[k] = v
-    at.switch_page(PAGE)
-    return at.run()
-
-
-def _wait(path: Path, until, timeout: float = 120.0) -> Run:
-    run = Run.open(path)
-    t0 = time.monotonic()
-    while not until(run):
-        if time.monotonic() - t0 > timeout:
-            log = (path / "train.log").read_text(errors="replace")[-2000:] if (path / "train.log").exists() else ""
-            raise AssertionError(f"run {path.name} stuck in state {run.state}: {run.status}\n{log}")
-        time.sleep(0.2)
-    return run
 
 
 def _submit(at):
@@ -50,37 +25,14 @@ def _submit(at):
     return Path(at.session_state["training_followed"])
 
 
-def _stop_all(runs: Path) -> None:
-    """Never leave a training process behind, even when a test failed half-way."""
-    live = [Run.open(d) for d in runs.iterdir() if (d / "config.json").exists()]
-    live = [r for r in live if r.state == "running"]
-    for r in live:
-        r.request_cancel()
-    t0 = time.monotonic()
-    while any(r.state == "running" for r in live) and time.monotonic() - t0 < 15:
-        time.sleep(0.2)
-    for r in live:
-        if r.state == "running":
-            with contextlib.suppress(OSError, TypeError):
-                os.kill(r.status["pid"], signal.SIGKILL)
-
-
 @pytest.fixture(scope="module")
 def env(tiny_demo, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("training_runs")
-    demo = Path(os.environ["VIDID_CACHE"]) / "demo-tiny-seed0"
-    if not demo.exists():
-        shutil.copytree(tiny_demo, demo)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("VIDID_DEMO_PRESET", "tiny")
-    mp.setenv("VIDID_RUNS", str(runs))
-    yield SimpleNamespace(demo=demo, runs=runs)
-    mp.undo()
-    _stop_all(runs)
+    with tiny_app_env(tiny_demo, tmp_path_factory.mktemp("training_runs")) as e:
+        yield e
 
 
 def test_page_renders_with_no_runs(env):
-    at = _page()
+    at = open_page(PAGE)
     assert not at.exception, [e.value for e in at.exception]
     assert at.radio(key="training_method").options == ["knn", "nn", "noise"]
     assert any(b.label == "Launch training" for b in at.button)
@@ -92,7 +44,7 @@ def test_page_renders_with_no_runs(env):
 
 
 def test_launch_kill_resume(env):
-    at = _page()
+    at = open_page(PAGE)
     at.radio(key="training_method").set_value("knn")
     at.slider(key="training_folds").set_value(3)
     run_dir = _submit(at)
@@ -104,7 +56,7 @@ def test_launch_kill_resume(env):
     pid = Run.open(run_dir).status["pid"]
     assert pid != os.getpid()
     os.kill(pid, signal.SIGKILL)
-    _wait(run_dir, lambda r: r.state != "running", timeout=30)
+    wait_for_run(run_dir, lambda r: r.state != "running", timeout=30)
     assert Run.open(run_dir).state == "interrupted"
 
     at.run()
@@ -113,7 +65,7 @@ def test_launch_kill_resume(env):
     assert table.loc[table["name"] == run_dir.name, "state"].item() == "interrupted"
     next(b for b in at.button if b.label == "Resume this run").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    run = _wait(run_dir, lambda r: r.state not in ("interrupted", "running"))
+    run = wait_for_run(run_dir, lambda r: r.state not in ("interrupted", "running"))
     assert run.state == "complete", run.status
     at.run()
     table = at.dataframe[0].value
@@ -131,7 +83,7 @@ def test_chosen_clustering_is_used_and_cancel_stops_the_run(env):
     noise = np.asarray(lv.names)[np.asarray(lv.ids) == 0]
     labels = (np.arange(len(noise)) % 4) - 1  # a planted clustering: -1, 0, 1, 2, -1, ...
     chosen = {"eps": 0.85, "min_samples": 3, "labels": labels, "names": noise}
-    at = _page({"noise_labels": chosen})
+    at = open_page(PAGE, {"noise_labels": chosen})
     source = at.radio(key="training_cluster_source")
     assert source.options[0].startswith("The clustering chosen on the Noise clusters page (eps 0.85")
     at.radio(key="training_method").set_value("noise")
@@ -141,7 +93,7 @@ def test_chosen_clustering_is_used_and_cancel_stops_the_run(env):
     cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["eps"] == 0.85 and cfg["min_samples"] == 3
 
-    run = _wait(run_dir, lambda r: len(r.metrics()) >= 1)  # training has started
+    run = wait_for_run(run_dir, lambda r: len(r.metrics()) >= 1)  # training has started
     stored = np.load(run_dir / "noise_clusters.npz")  # what fit trained with
     got = dict(zip(stored["names"].astype(str), stored["labels"].tolist()))
     assert got == dict(zip(noise.astype(str), labels.tolist()))
@@ -151,7 +103,7 @@ def test_chosen_clustering_is_used_and_cancel_stops_the_run(env):
     at.button(key="training_cancel").click().run()
     assert not at.exception
     assert (run_dir / "cancel").exists()
-    run = _wait(run_dir, lambda r: r.state != "running", timeout=60)
+    run = wait_for_run(run_dir, lambda r: r.state != "running", timeout=60)
     assert run.state == "cancelled"
     epochs_done = len(run.metrics())
     assert epochs_done < 2 * 2000

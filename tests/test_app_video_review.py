@@ -4,28 +4,14 @@ shared link (?video=&run=), numbers checked against brute-force numpy."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from app_helpers import make_knn_run, open_page, tiny_app_env
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "streamlit_app.py")
 PAGE = "app_pages/video_review.py"
-
-
-def _page(query: dict | None = None, session: dict | None = None):
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(APP, default_timeout=120)
-    for k, v in (query or {}).items():
-        at.query_params[k] = v
-    for k, v in (session or {}).items():
-        at.session_state[k] = v
-    at.switch_page(PAGE)
-    return at.run()
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
@@ -37,31 +23,22 @@ def _unit(a: np.ndarray) -> np.ndarray:
 def env(tiny_demo, tmp_path_factory):
     from core.dataset import concat, open_split
 
-    runs = tmp_path_factory.mktemp("review_runs")
-    demo = Path(os.environ["VIDID_CACHE"]) / "demo-tiny-seed0"
-    if not demo.exists():
-        shutil.copytree(tiny_demo, demo)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("VIDID_DEMO_PRESET", "tiny")
-    mp.setenv("VIDID_RUNS", str(runs))
-    # An independent load of every split (the page loads the same files through data.py).
-    lv = concat([open_split(demo / f"face_{s}.pickle", demo / f"{s}_gt.txt", split=s)
-                 for s in ("train", "val", "test")])
-    yield SimpleNamespace(demo=demo, runs=runs, lv=lv)
-    mp.undo()
+    with tiny_app_env(tiny_demo, tmp_path_factory.mktemp("review_runs")) as e:
+        # An independent load of every split (the page loads the same files through data.py).
+        e.lv = concat([open_split(e.demo / f"face_{s}.pickle", e.demo / f"{s}_gt.txt", split=s)
+                       for s in ("train", "val", "test")])
+        yield e
 
 
 @pytest.fixture(scope="module")
 def knn_run(env):
-    from test_app_errors import make_knn_run
-
     path, summary = make_knn_run(env.demo, env.runs)
     return SimpleNamespace(path=path, summary=summary)
 
 
 def test_without_a_run_shows_frames_and_neighbours(env):
     video = next(v for v, i in zip(env.lv.names, env.lv.ids) if i > 0 and str(v).startswith("IQIYI_VID_VAL"))
-    at = _page({"video": video})
+    at = open_page(PAGE, query={"video": video})
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="review_video").value == video
     assert at.selectbox(key="review_run").value == "(no run)"
@@ -94,7 +71,7 @@ def test_link_preselects_video_and_run(env, knn_run):
     assert len(wrong), "the tiny demo should hold at least one misclassified labelled video"
     r = int(wrong[0])
     video, true_id, pred_id = str(oof["names"][r]), int(oof["ids"][r]), int(pred[r])
-    at = _page({"video": video, "run": knn_run.path.name})
+    at = open_page(PAGE, query={"video": video, "run": knn_run.path.name})
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="review_video").value == video
     assert at.selectbox(key="review_run").value == knn_run.path.name
@@ -120,7 +97,7 @@ def test_link_preselects_video_and_run(env, knn_run):
         assert np.asarray(got, float) == pytest.approx(expected, abs=1e-3)
 
     # with a run and no link, the page opens on a video the run got wrong
-    first = _page()
+    first = open_page(PAGE)
     assert not first.exception
     assert first.selectbox(key="review_video").value in set(oof["names"][wrong].astype(str))
 
@@ -134,7 +111,7 @@ def test_link_preselects_video_and_run(env, knn_run):
 
 
 def test_unknown_video_in_link_warns(env):
-    at = _page({"video": "NO_SUCH_VIDEO"})
+    at = open_page(PAGE, query={"video": "NO_SUCH_VIDEO"})
     assert not at.exception
     assert any("NO_SUCH_VIDEO" in w.value for w in at.warning)
 
@@ -149,8 +126,8 @@ def test_video_file_is_shown_when_the_videos_folder_holds_it(env, tmp_path):
     (folder / "videos" / f"{video}.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")  # a stand-in file
     spec = detect_splits(folder)
     assert spec.videos_dir
-    at = _page({"video": video}, {"dataset": spec})
+    at = open_page(PAGE, {"dataset": spec}, query={"video": video})
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.get("video")) == 1
-    at2 = _page({"video": str(env.lv.names[1])}, {"dataset": spec})
+    at2 = open_page(PAGE, {"dataset": spec}, query={"video": str(env.lv.names[1])})
     assert len(at2.get("video")) == 0 and any("No file" in c.value for c in at2.caption)

@@ -9,67 +9,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import shutil
-import signal
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from app_helpers import open_page, tiny_app_env, wait_for_run
 
 from core.runs import Run
 
-APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "streamlit_app.py")
 TRAINING = "app_pages/training.py"
 PAGES = ("app_pages/training.py", "app_pages/errors.py", "app_pages/video_review.py")
 
 
-def _stop_all(runs: Path) -> None:
-    """Never leave a training process behind, even when a test failed half-way."""
-    live = [Run.open(d) for d in runs.iterdir() if (d / "config.json").exists()]
-    live = [r for r in live if r.state == "running"]
-    for r in live:
-        r.request_cancel()
-    t0 = time.monotonic()
-    while any(r.state == "running" for r in live) and time.monotonic() - t0 < 15:
-        time.sleep(0.2)
-    for r in live:
-        if r.state == "running":
-            with contextlib.suppress(OSError, TypeError):
-                os.kill(r.status["pid"], signal.SIGKILL)
-
-
 @pytest.fixture(scope="module")
 def env(tiny_demo, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("multiuser_runs")
-    demo = Path(os.environ["VIDID_CACHE"]) / "demo-tiny-seed0"
-    if not demo.exists():
-        shutil.copytree(tiny_demo, demo)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("VIDID_DEMO_PRESET", "tiny")
-    mp.setenv("VIDID_RUNS", str(runs))
-    yield runs
-    mp.undo()
-    _stop_all(runs)
-
-
-def _session(page: str = TRAINING):
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.switch_page(page)
-    return at.run()
-
-
-def _wait_all(paths, until, timeout: float = 120.0) -> None:
-    t0 = time.monotonic()
-    while not all(until(Run.open(p)) for p in paths):
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError({p.name: Run.open(p).status for p in paths})
-        time.sleep(0.2)
+    with tiny_app_env(tiny_demo, tmp_path_factory.mktemp("multiuser_runs")) as e:
+        yield e.runs
 
 
 def _digest(*arrays) -> str:
@@ -82,7 +39,7 @@ def _digest(*arrays) -> str:
 def test_two_sessions_launch_at_once_and_share_caches_safely(env):
     from dashboard import data, run_data
 
-    a, b = _session(), _session()
+    a, b = open_page(TRAINING), open_page(TRAINING)
     for at in (a, b):
         at.radio(key="training_method").set_value("knn")
         at.slider(key="training_folds").set_value(2)
@@ -98,7 +55,8 @@ def test_two_sessions_launch_at_once_and_share_caches_safely(env):
     ra, rb = Path(a.session_state["training_followed"]), Path(b.session_state["training_followed"])
     assert ra != rb and ra.parent == rb.parent == env
     assert sorted(p.name for p in env.iterdir()) == sorted([ra.name, rb.name])
-    _wait_all([ra, rb], lambda r: r.state != "running")
+    for p in (ra, rb):
+        wait_for_run(p, lambda r: r.state != "running")
     assert Run.open(ra).state == Run.open(rb).state == "complete"
     # each session follows its own run
     a.run(), b.run()
@@ -123,7 +81,7 @@ def test_two_sessions_launch_at_once_and_share_caches_safely(env):
 
 
 def test_long_training_in_one_session_does_not_freeze_another(env):
-    a = _session()
+    a = open_page(TRAINING)
     a.radio(key="training_method").set_value("noise")
     a.slider(key="training_folds").set_value(2)
     a.number_input(key="training_epochs").set_value(5000)
@@ -134,9 +92,9 @@ def test_long_training_in_one_session_does_not_freeze_another(env):
     try:
         # launching returns at once: the training lives in its own process
         assert Run.open(long_run).state == "running" and launch_s < 30
-        _wait_all([long_run], lambda r: len(r.metrics()) >= 1)
+        wait_for_run(long_run, lambda r: len(r.metrics()) >= 1)
         # meanwhile another session renders every page in full
-        b = _session("app_pages/errors.py")
+        b = open_page("app_pages/errors.py")
         for page in PAGES:
             b.switch_page(page).run()
             assert not b.exception, (page, [e.value for e in b.exception])
@@ -145,5 +103,5 @@ def test_long_training_in_one_session_does_not_freeze_another(env):
         assert Run.open(long_run).state == "running"  # still training while b worked
     finally:
         Run.open(long_run).request_cancel()
-        _wait_all([long_run], lambda r: r.state != "running", timeout=60)
+        wait_for_run(long_run, lambda r: r.state != "running", timeout=60)
     assert Run.open(long_run).state == "cancelled"
