@@ -83,11 +83,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", default=None, help="where to generate the data")
     ap.add_argument("--folds", type=int, default=None)
     ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--eps", type=float, default=1.0,
-                    help="DBSCAN eps of the noise run; the original 1.2 merges nearly all demo "
-                         "distractors into one cluster (see --extra)")
+    ap.add_argument("--eps", type=float, default=None,
+                    help="DBSCAN eps of the noise run (default: automatic, the product default); "
+                         "the original 1.2 merges nearly all demo distractors into one cluster "
+                         "(see --extra)")
     ap.add_argument("--extra", action="store_true",
-                    help="also: NN + ensemble, noise with eps 1.2, noise without augmentation")
+                    help="also: NN + ensemble, noise with eps 1.0 and 1.2, noise without "
+                         "augmentation, s=64 scores")
     ap.add_argument("--keep", default=None, help="keep the runs under this folder")
     args = ap.parse_args(argv)
 
@@ -151,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.extra:
         rows += [
             row("NN + ensemble (no noise classes)", "nn", folds=None, views=False, method="nn"),
+            row("noise, eps 1.0 (hand-picked), ensemble", "noise10", folds=None, views=False,
+                method="noise", eps=1.0),
             row("noise, eps 1.2 (original), ensemble", "noise12", folds=None, views=False,
                 method="noise", eps=1.2),
             row("noise, no augmentation, ensemble", "noise_noaug", folds=None, views=False,

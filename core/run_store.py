@@ -109,7 +109,10 @@ def _run_row(d: Path, stale_after: float) -> dict:
         end = status.get("finished") or status.get("updated")
         seconds = seconds_between(status.get("started"), end)
     row.update(method=cfg.get("method"), state=state, mAP=summary.get("mAP"), folds=folds,
-               epochs=cfg.get("epochs"), eps=cfg.get("eps"), min_samples=cfg.get("min_samples"),
+               epochs=cfg.get("epochs"),
+               # eps=None in the config means "automatic": show the eps the run chose
+               eps=cfg.get("eps") if cfg.get("eps") is not None else summary.get("noise_eps"),
+               min_samples=cfg.get("min_samples"),
                started=status.get("started") or cfg.get("created"), seconds=seconds,
                progress=status.get("progress"), phase=status.get("phase"),
                message=status.get("message"))

@@ -318,6 +318,7 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
         "n_identities": C, "n_videos": n, "n_labelled": int((p.ids > 0).sum()),
         "n_distractors": int(len(p.noise_rows)),
         "n_clustered_distractors": int((p.clusters >= 0).sum()),
+        "noise_eps": None if np.isnan(p.noise_eps) else round(float(p.noise_eps), 6),
         "resumed_folds": sorted(done), "device": device,
         "seconds": round(time.perf_counter() - t_start, 3),
     }

@@ -283,6 +283,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"vidid train: {run_.path}: {summary.get('message', 'cancelled')}", file=sys.stderr)
         return 1
     folds = ", ".join(f"{m:.4f}" for m in summary.get("fold_val_map", []))
+    if summary.get("noise_eps") is not None:
+        print(f"noise clusters: eps {summary['noise_eps']:g}, {summary.get('n_clustered_distractors')} "
+              f"of {summary.get('n_distractors')} distractors clustered", file=sys.stderr)
     print(f"{run_.path}: out-of-fold mAP {summary['mAP']:.4f} (fold val mAP {folds}) "
           f"in {summary.get('seconds', float('nan')):.1f} s")
     return 0
