@@ -178,8 +178,12 @@ def summarize_clusters(X: np.ndarray, labels: np.ndarray, *, identity_X: np.ndar
     lab = labels[clustered].astype(np.int64)
     Xc = X[clustered].astype(np.float64)
     ids, inv, sizes = np.unique(lab, return_inverse=True, return_counts=True)
-    sums = np.zeros((ids.size, X.shape[1]), dtype=np.float64)
-    np.add.at(sums, inv, Xc)
+    # Per-cluster sums of member vectors as one sparse (clusters x members) product: each
+    # row adds its members in row order, exactly as a sequential scatter-add would.
+    from scipy.sparse import csr_matrix
+
+    sums = np.asarray(csr_matrix((np.ones(inv.size), (inv, np.arange(inv.size))),
+                                 shape=(ids.size, inv.size)) @ Xc)
     self_sim = np.einsum("ij,ij->i", Xc, Xc)
     self_tot = np.bincount(inv, weights=self_sim, minlength=ids.size)
     sq = np.einsum("ij,ij->i", sums, sums)
@@ -191,13 +195,14 @@ def summarize_clusters(X: np.ndarray, labels: np.ndarray, *, identity_X: np.ndar
     first = np.searchsorted(inv[order], np.arange(ids.size))
     members = clustered[order]
     label_of = (lambda i: names[i]) if names is not None else (lambda i: int(i))
-    medoid = [label_of(members[f]) for f in first]
-    reps = [[label_of(i) for i in members[f:min(f + n_representatives, f + s)]]
-            for f, s in zip(first, sizes)]
-    out = pd.DataFrame({"cluster": ids, "size": sizes, "mean_intra_sim": intra,
-                        "nearest_identity": pd.array([pd.NA] * ids.size, dtype="Int64"),
-                        "nearest_identity_sim": np.full(ids.size, np.nan),
-                        "medoid": medoid, "representatives": reps})
+    # Rows in the output order (largest first, then by cluster id): no DataFrame sort.
+    rank = np.lexsort((ids, -sizes))
+    medoid = [label_of(members[first[c]]) for c in rank]
+    reps = [[label_of(i) for i in members[first[c]:first[c] + min(n_representatives, sizes[c])]]
+            for c in rank]
+    nearest = np.zeros(ids.size, dtype=np.int64)
+    nearest_known = np.zeros(ids.size, dtype=bool)
+    nearest_sim = np.full(ids.size, np.nan)
     if identity_X is not None:
         identity_X = np.asarray(identity_X, dtype=np.float64)
         if identity_X.ndim != 2 or identity_X.shape[1] != X.shape[1]:
@@ -211,6 +216,10 @@ def summarize_clusters(X: np.ndarray, labels: np.ndarray, *, identity_X: np.ndar
         if identity_X.shape[0]:
             sims = (sums / sizes[:, None]) @ identity_X.T   # mean member-identity similarity
             best = sims.argmax(axis=1)
-            out["nearest_identity"] = pd.array(identity_ids[best].astype(np.int64), dtype="Int64")
-            out["nearest_identity_sim"] = sims[np.arange(ids.size), best]
-    return out.sort_values(["size", "cluster"], ascending=[False, True], ignore_index=True)
+            nearest = identity_ids[best].astype(np.int64)
+            nearest_known[:] = True
+            nearest_sim = sims[np.arange(ids.size), best]
+    return pd.DataFrame({
+        "cluster": ids[rank], "size": sizes[rank], "mean_intra_sim": intra[rank],
+        "nearest_identity": pd.arrays.IntegerArray(nearest[rank], ~nearest_known[rank]),
+        "nearest_identity_sim": nearest_sim[rank], "medoid": medoid, "representatives": reps})

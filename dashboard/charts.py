@@ -174,15 +174,20 @@ _SWEEP_PANELS = (
 )
 
 
-def eps_sweep_figure(sweep: pd.DataFrame, *, eps: float) -> go.Figure:
-    """Clustering statistics over eps (one panel each), the current eps marked.
+def eps_sweep_figure(sweep: pd.DataFrame, *, eps: float | None = None,
+                     knee: float | None = None) -> go.Figure:
+    """Clustering statistics over eps (one panel each), the current eps and the knee marked.
 
     ``sweep`` has an ``eps`` column and any of ``n_clusters``, ``unclustered_share``,
     ``largest``, ``ari``, ``purity`` (agreement with the true persons, where known).
+    ``eps`` (red line) and ``knee`` (dashed grey line) are optional: without ``eps`` the
+    figure does not change when eps does (a page redraws it only when the sweep changes).
 
     >>> df = pd.DataFrame({"eps": [0.5, 1.0], "n_clusters": [3, 1]})
     >>> [t.name for t in eps_sweep_figure(df, eps=0.7).data]
     ['clusters']
+    >>> [s.line.dash for s in eps_sweep_figure(df, knee=0.8).layout.shapes]
+    ['dash']
     """
     panels = [(c, t) for c, t in _SWEEP_PANELS if c in sweep]
     truth = [c for c in ("ari", "purity") if c in sweep and sweep[c].notna().any()]
@@ -202,24 +207,26 @@ def eps_sweep_figure(sweep: pd.DataFrame, *, eps: float) -> go.Figure:
         layout[f"xaxis{sfx}"] = dict(domain=[x0, x0 + width], anchor=f"y{sfx}",
                                      title=dict(text="eps"))
         layout[f"yaxis{sfx}"] = dict(anchor=f"x{sfx}")
-        layout["shapes"].append(dict(type="line", xref=f"x{sfx}", x0=eps, x1=eps,
-                                     yref=f"y{sfx} domain", y0=0, y1=1,
-                                     line=dict(color=MARK, width=1.5)))
+        for value, color, dash in ((eps, MARK, "solid"), (knee, KNEE, "dash")):
+            if value is not None and np.isfinite(value):
+                layout["shapes"].append(dict(type="line", xref=f"x{sfx}", x0=value, x1=value,
+                                             yref=f"y{sfx} domain", y0=0, y1=1,
+                                             line=dict(color=color, width=1.5, dash=dash)))
         layout["annotations"].append(dict(text=titles[i] if i < len(titles) else "",
                                           xref="paper", x=x0 + width / 2, yref="paper", y=1.0,
                                           xanchor="center", yanchor="bottom", showarrow=False,
                                           font=dict(size=14)))
     for i, (col, title) in enumerate(panels):
         sfx = "" if i == 0 else str(i + 1)
-        data.append(dict(type="scatter", x=x, y=sweep[col].to_numpy(), mode="lines+markers",
+        data.append(dict(type="scatter", x=x, y=sweep[col].to_numpy(), mode="lines",
                          name=title, xaxis=f"x{sfx}", yaxis=f"y{sfx}", showlegend=False,
-                         line=dict(color=ACCENT), marker=dict(size=4),
+                         line=dict(color=ACCENT),  # lines only: fewer SVG nodes to redraw
                          hovertemplate=f"eps %{{x:.3f}}<br>{title} %{{y:.3g}}<extra></extra>"))
     sfx = "" if n == 1 else str(n)
     for j, col in enumerate(truth):
-        data.append(dict(type="scatter", x=x, y=sweep[col].to_numpy(), mode="lines+markers",
+        data.append(dict(type="scatter", x=x, y=sweep[col].to_numpy(), mode="lines",
                          name="ARI" if col == "ari" else col, xaxis=f"x{sfx}", yaxis=f"y{sfx}",
-                         line=dict(color=PALETTE[2 + j]), marker=dict(size=4)))
+                         line=dict(color=PALETTE[2 + j])))
     return go.Figure(data=data, layout=layout)
 
 

@@ -226,6 +226,69 @@ def _open_split(sf: SplitFiles, weighting: str, min_quality: float | None,
                       min_quality=min_quality, min_det=min_det)
 
 
+def feature_cached(path: str | os.PathLike) -> bool:
+    """Whether the columnar cache of a feature pickle exists (reopening it is cheap).
+
+    >>> feature_cached("/nonexistent/face_val.pickle")
+    False
+    """
+    from core.formats import _cache_entry
+
+    try:
+        return _cache_entry(path, None)[0].is_file()
+    except OSError:
+        return False
+
+
+def estimate_load_memory(paths: Iterable[str | os.PathLike]) -> int:
+    """Peak bytes of loading feature pickles as one dataset, as :func:`load_dataset` does.
+
+    The files are opened one after another, in order, then concatenated: the peak is the
+    largest of (a) opening file ``k`` while files ``0..k-1`` are held (their
+    ``core.resources.estimate_dataset_bytes`` share, conservative) — a first read
+    (``core.resources.estimate_load_bytes``) when the file has no columnar cache yet —
+    and (b) holding them all (``estimate_dataset_bytes``).
+
+    >>> import tempfile, pathlib
+    >>> from core.resources import estimate_load_bytes
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "face_val.pickle"
+    >>> _ = f.write_bytes(b"x" * 2**20)
+    >>> estimate_load_memory([f]) == estimate_load_bytes(f)   # never read: a first read
+    True
+    """
+    from core.resources import (
+        DATASET_BYTES_PER_PICKLE_BYTE,
+        LOAD_OVERHEAD_BYTES,
+        estimate_dataset_bytes,
+        estimate_load_bytes,
+    )
+
+    paths = list(paths)
+    sizes = [os.stat(p).st_size for p in paths]
+    peak, held = estimate_dataset_bytes(sizes), 0
+    for path, size in zip(paths, sizes):
+        opening = (estimate_dataset_bytes([size]) if feature_cached(path)
+                   else estimate_load_bytes(size)) - LOAD_OVERHEAD_BYTES
+        peak = max(peak, int(DATASET_BYTES_PER_PICKLE_BYTE * held) + opening
+                   + LOAD_OVERHEAD_BYTES)
+        held += size
+    return peak
+
+
+def check_load_fits(spec: DatasetSpec, split_names: Iterable[str] | None = None) -> int:
+    """Refuse (``DataError``, with a message) loading splits that would not fit in memory.
+
+    Called before a first read (a cache miss of :func:`load_split` / :func:`load_dataset`);
+    ``split_names`` default: every split of ``spec``. Returns the available bytes.
+    """
+    from core.resources import check_fits
+
+    wanted = list(spec.split_names if split_names is None else split_names)
+    files = [sf.feats for sf in spec.splits if sf.name in wanted]
+    names = ", ".join(Path(f).name for f in files)
+    return check_fits(estimate_load_memory(files), f"loading {names} of {spec.name}")
+
+
 @st.cache_resource(max_entries=12, show_spinner="Loading and pooling the split…")
 def _load_split_cached(spec: DatasetSpec, split_name: str, weighting: str,
                        min_quality: float | None, min_det: float | None,
@@ -234,6 +297,7 @@ def _load_split_cached(spec: DatasetSpec, split_name: str, weighting: str,
     if sf is None:
         raise DataError(f"{spec.root}: dataset has no split {split_name!r} "
                         f"(splits: {', '.join(spec.split_names)})")
+    check_load_fits(spec, [split_name])
     return _freeze_labelled(_open_split(sf, weighting, min_quality, min_det))
 
 
@@ -249,6 +313,7 @@ def _load_dataset_cached(spec: DatasetSpec, weighting: str, min_quality: float |
                          min_det: float | None, fingerprint: tuple) -> "LabelledVideos":
     from core.dataset import concat
 
+    check_load_fits(spec)  # before any split is read: refuse the whole load at once
     parts = [load_split(spec, s.name, weighting, min_quality=min_quality, min_det=min_det)
              for s in spec.splits]
     lv = parts[0] if len(parts) == 1 else concat(parts)
@@ -381,6 +446,8 @@ _MOVED = {
     "dataset_stats": "dashboard.data_stats",
     "pooling_effect": "dashboard.data_stats",
     "GRAPH_EDGE_BUDGET": "dashboard.data_noise",
+    "GRAPH_MAX_EDGES": "dashboard.data_noise",
+    "check_graph_fits": "dashboard.data_noise",
     "MAX_EPS": "dashboard.data_noise",
     "MIN_GRAPH_EPS": "dashboard.data_noise",
     "choose_eps": "dashboard.data_noise",
@@ -403,7 +470,8 @@ _MOVED = {
 
 __all__ = ["DEFAULT_PRESET", "DatasetSpec", "KEY_DATASET", "KEY_NOISE_LABELS", "PRESET_ENV",
            "REVIEW_PAGE", "SPLIT_ORDER", "SplitFiles", "USER_ERRORS", "activate",
-           "active_dataset", "cache_root", "demo_dir", "demo_preset", "demo_spec",
+           "active_dataset", "cache_root", "check_load_fits", "estimate_load_memory",
+           "feature_cached", "demo_dir", "demo_preset", "demo_spec",
            "detect_splits", "ensure_demo", "files_fingerprint", "friendly_error",
            "generate_demo", "labelled_ids", "list_runs", "load_dataset", "load_split",
            "load_truth", "noise_rows", "read_truth", "review_page", "run_correctness",

@@ -23,8 +23,14 @@ from dashboard.data import (
 #: The largest radius the neighbour graph is built to (unit vectors: distances in [0, 2];
 #: the original solution clustered at 1.2).
 MAX_EPS = 1.5
-#: Edge budget of the graph: ~16 bytes an edge, so 4M edges ≈ 64 MB plus the forests.
+#: Edge budget of the graph (the pairs :func:`graph_radius` aims at). Building the
+#: symmetric CSR peaks at ~150 bytes per stored pair (``core.resources.
+#: CLUSTER_BYTES_PER_EDGE``, measured): 4M pairs ≈ 0.6 GiB at the peak, ~0.1 GiB kept
+#: (CSR + forests) once built.
 GRAPH_EDGE_BUDGET = 4_000_000
+#: Hard cap passed to the build: the radius is a sampled estimate, so allow twice the
+#: budget (≈ 1.1 GiB peak) before the build stops with an error instead of growing on.
+GRAPH_MAX_EDGES = 2 * GRAPH_EDGE_BUDGET
 #: Never build below this radius, whatever the budget says (the slider needs room).
 MIN_GRAPH_EPS = 0.8
 
@@ -61,8 +67,26 @@ def _graph_cached(spec: DatasetSpec, fingerprint: tuple, max_eps: float | None):
 
     lv = load_dataset(spec)
     X = np.asarray(lv.X)[noise_rows(spec)]
+    check_graph_fits(len(X), X.shape[1] if X.ndim == 2 else 0)
     radius = graph_radius(X) if max_eps is None else max_eps
-    return NeighborGraph.build(X, max_eps=radius)
+    return NeighborGraph.build(X, max_eps=radius, max_edges=GRAPH_MAX_EDGES)
+
+
+def check_graph_fits(n: int, dim: int = 512, *, max_edges: int = GRAPH_MAX_EDGES) -> int:
+    """Refuse (``DataError``) a neighbour graph of ``n`` vectors that would not fit in memory.
+
+    The estimate is :func:`core.resources.estimate_cluster_bytes` with the pairs the
+    build may store: all ``n (n - 1) / 2`` pairs of a small set, else ``max_edges``
+    (the cap the dashboard builds with). Returns the available bytes.
+
+    >>> check_graph_fits(1000) > 0
+    True
+    """
+    from core.resources import check_fits, estimate_cluster_bytes
+
+    pairs = min(int(n) * (int(n) - 1) // 2, int(max_edges))
+    return check_fits(estimate_cluster_bytes(int(n), pairs, dim=int(dim)),
+                      f"the neighbour graph of {int(n):,} distractors (up to {pairs:,} pairs)")
 
 
 def noise_graph(spec: DatasetSpec, max_eps: float | None = None):
@@ -214,4 +238,4 @@ def cluster_summary(spec: DatasetSpec, eps: float, min_samples: int) -> pd.DataF
     return _summary_cached(spec, files_fingerprint(spec), round(float(eps), 4), int(min_samples))
 
 
-__all__ = ["GRAPH_EDGE_BUDGET", "MAX_EPS", "MIN_GRAPH_EPS", "choose_eps", "cluster_noise", "cluster_summary", "default_eps", "eps_grid", "eps_sweep", "graph_radius", "identity_centroids", "identity_self_similarity", "k_distance", "noise_graph", "noise_truth"]
+__all__ = ["GRAPH_EDGE_BUDGET", "GRAPH_MAX_EDGES", "MAX_EPS", "MIN_GRAPH_EPS", "check_graph_fits", "choose_eps", "cluster_noise", "cluster_summary", "default_eps", "eps_grid", "eps_sweep", "graph_radius", "identity_centroids", "identity_self_similarity", "k_distance", "noise_graph", "noise_truth"]

@@ -121,6 +121,72 @@ def test_valid_folder_becomes_active(app_env, tmp_path, tiny_demo):
     assert any("Dataset: **real**" in c.value for c in at.sidebar.caption)
 
 
+def test_work_that_would_not_fit_in_memory_is_refused_with_a_message(app_env, tmp_path,
+                                                                     tiny_demo, monkeypatch):
+    """Issue 6, promise 5: too little memory -> a message, never a crash; usable after."""
+    import core.resources
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for f in ("face_val.pickle", "val_gt.txt"):
+        shutil.copy(tiny_demo / f, folder)
+    at = _app().run()
+    before = _metrics(at)["Videos"]
+    monkeypatch.setattr(core.resources, "available_memory_bytes", lambda: 2**20)  # 1 MiB
+    _open_folder(at, folder)
+    assert not at.exception
+    (msg,) = [e.value for e in at.error]
+    assert "not enough memory" in msg and "face_val.pickle" in msg and "GiB" in msg
+    assert at.session_state["dataset"].kind == "demo" and _metrics(at)["Videos"] == before
+    # Memory back: the same folder opens (the refusal was not cached).
+    monkeypatch.setattr(core.resources, "available_memory_bytes", lambda: 64 * 2**30)
+    _open_folder(at, folder)
+    assert not at.exception and not at.error
+    assert at.session_state["dataset"].root == str(folder.resolve())
+    # The neighbour graph of its distractors is refused the same way on Noise clusters.
+    monkeypatch.setattr(core.resources, "available_memory_bytes", lambda: 2**20)
+    at.switch_page("app_pages/noise_clusters.py").run()
+    assert not at.exception
+    assert any("not enough memory" in e.value and "neighbour graph" in e.value
+               for e in at.error)
+    monkeypatch.setattr(core.resources, "available_memory_bytes", lambda: 64 * 2**30)
+    at.run()
+    assert not at.exception and not at.error
+    assert [m for m in at.metric if m.label == "N clusters"]
+
+
+def test_memory_estimates_of_the_dashboard(tmp_path, monkeypatch):
+    import core.resources
+    from core.resources import (
+        estimate_cluster_bytes,
+        estimate_dataset_bytes,
+        estimate_load_bytes,
+    )
+    from dashboard import data
+
+    mib = 2**20
+    f = tmp_path / "face_train.pickle"
+    f.write_bytes(b"\0" * 100 * mib)
+    g = tmp_path / "face_val.pickle"
+    g.write_bytes(b"\0" * 80 * mib)
+    # Never read: a first read (conversion, 1.86 bytes a pickle byte) is the peak.
+    assert not data.feature_cached(f)
+    assert data.estimate_load_memory([f]) == estimate_load_bytes(f)
+    # Two files in order: reading the second while the first is held (1.4 x 100 MiB
+    # + 1.86 x 80 MiB = 288.8 MiB) beats reading the first (186 MiB) and holding both
+    # (252 MiB); plus the fixed 128 MiB.
+    expect = int(1.4 * 100 * mib) + int(1.86 * 80 * mib) + 128 * mib
+    assert abs(data.estimate_load_memory([f, g]) - expect) <= 1
+    assert data.estimate_load_memory([f, g]) > estimate_dataset_bytes([f, g])
+    monkeypatch.setattr(core.resources, "available_memory_bytes", lambda: 2**30)
+    data.check_graph_fits(1000)  # 1000 vectors, 499,500 pairs: ~0.2 GiB of 1 GiB
+    with pytest.raises(DataError, match="neighbour graph of 30,000 distractors"):
+        data.check_graph_fits(30_000)  # capped at GRAPH_MAX_EDGES pairs: > 1 GiB
+    assert estimate_cluster_bytes(30_000, data.GRAPH_MAX_EDGES) > 0.8 * 2**30
+    # The edge cap is sane: its peak (~150 B a pair) stays near a gigabyte.
+    assert 0.5 * 2**30 < estimate_cluster_bytes(30_000, data.GRAPH_MAX_EDGES) < 2 * 2**30
+
+
 # ---------------------------------------------------------------- detection (no app)
 
 

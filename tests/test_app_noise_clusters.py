@@ -106,6 +106,10 @@ def test_use_clustering_for_training_stores_labels(app_env):
 def test_cluster_table_lists_clusters_with_nearest_identity(app_env):
     at = _page()
     at.slider(key="noise_eps").set_value(1.1).run()
+    # The table is computed on demand only: off by default, no summary shown.
+    assert not [df for df in at.dataframe if "nearest_identity" in df.value.columns]
+    at.toggle(key="noise_show_table").set_value(True).run()
+    assert not at.exception
     (table,) = [df for df in at.dataframe if "nearest_identity" in df.value.columns]
     df = table.value
     k, ref, _ = _sklearn_clusters(1.1, 2)

@@ -2,7 +2,13 @@
 
 The neighbour graph of the distractors is built once per dataset (cached, shared); a
 slider move reruns only the fragment below, which asks the graph for the labels
-(milliseconds) and redraws. Nothing heavy is recomputed on a slider move.
+(milliseconds) and redraws what depends on them. Nothing heavy is recomputed on a
+slider move, and the browser redraws little: Streamlit re-draws a Plotly chart in full
+whenever its figure changes at all (~1,500 DOM mutations for the k-distance chart,
+3-9k for the four-panel sweep, measured in Chromium), so the sweep is drawn without the moving eps line (its
+figure changes only with min_samples and is not re-sent to Plotly on an eps move); the
+k-distance curve (one panel, thinned) carries the eps line. The cluster table (a
+per-cluster summary) is computed only when it is shown.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ names = np.asarray(lv.names)[rows]
 MIN_SAMPLES_MAX = int(min(20, getattr(graph, "max_min_samples", None) or 20))
 EPS_MIN, EPS_MAX = 0.05, float(graph.max_eps)
 EPS_GRID = data.eps_grid(EPS_MAX)
+#: Points of the drawn k-distance curve (a sorted curve: a few hundred show its shape).
+KDIST_POINTS = 400
 
 # Per-dataset defaults: min_samples 2 (as the original) and the eps giving the most
 # clusters at or below the knee of the k-distance curve (data.choose_eps).
@@ -84,9 +92,12 @@ def clustering() -> None:
     curve, knee = data.k_distance(spec, min_samples)
     sweep = data.eps_sweep(spec, min_samples, EPS_GRID)
     c1, c2 = st.columns(2)
+    # uirevision: a zoom the user made survives slider moves.
+    static = dict(uirevision=spec.root)
     with c1:
-        st.plotly_chart(charts.k_distance_figure(curve, k=min_samples, eps=eps, knee=knee),
-                        key="noise_fig_kdist")
+        st.plotly_chart(charts.k_distance_figure(curve, k=min_samples, eps=eps, knee=knee,
+                                                 max_points=KDIST_POINTS)
+                        .update_layout(**static), key="noise_fig_kdist")
         st.caption(f"Each distractor's distance to its {charts.ordinal(min_samples)} nearest "
                    f"neighbour "
                    f"(itself counted), sorted. Points under the red eps line are core points. "
@@ -94,20 +105,33 @@ def clustering() -> None:
                    f"default eps is where the sweep below finds the most clusters, at or "
                    f"below the knee.")
     with c2:
-        st.plotly_chart(charts.cluster_size_figure(labels), key="noise_fig_sizes")
+        st.plotly_chart(charts.cluster_size_figure(labels).update_layout(uirevision=spec.root),
+                        key="noise_fig_sizes")
         st.caption("How many clusters have each size. One huge cluster means eps is too "
                    "large (distinct people merged).")
-    st.plotly_chart(charts.eps_sweep_figure(sweep, eps=eps), key="noise_fig_sweep")
+    # The current eps is marked here too (the red line), at the price of a redraw per
+    # move; the panels are lines only to keep that redraw cheap.
+    st.plotly_chart(charts.eps_sweep_figure(sweep, eps=eps, knee=knee).update_layout(**static),
+                    key="noise_fig_sweep")
     truth_note = (" ARI and purity compare the clusters with the true persons of the "
                   "synthetic distractors (truth.tsv).") if "ari" in sweep and \
         sweep["ari"].notna().any() else ""
-    st.caption("The same statistics over the whole range of eps at this min_samples; the red "
-               "line is the current eps." + truth_note)
+    st.caption(f"The same statistics over the whole range of eps at this min_samples (the "
+               f"numbers above are their values at the current eps, the red line, {eps:.2f}); "
+               f"the dashed line is the knee ({knee:.2f})." + truth_note)
 
     st.subheader("Clusters")
-    summary = data.cluster_summary(spec, eps, min_samples)
-    default_flag = data.identity_self_similarity(spec)
-    if not summary.empty:
+    # The per-cluster summary (similarities, nearest identity, medoid) is the one part of
+    # the page that costs more than a few milliseconds per new eps: computed on demand.
+    show_table = st.toggle("Show the cluster table (size, similarity inside, nearest known "
+                           "identity, representatives)", key="noise_show_table",
+                           persist_state="session")
+    summary = data.cluster_summary(spec, eps, min_samples) if show_table else None
+    default_flag = data.identity_self_similarity(spec) if show_table else float("nan")
+    if summary is None:
+        st.caption("Turn on the table to inspect the clusters one by one and flag those "
+                   "sitting on a known identity.")
+    elif not summary.empty:
         flag_at = st.number_input(
             "Flag a cluster when its similarity to a known identity is at least",
             min_value=-1.0, max_value=1.0, step=0.01, key="noise_flag_sim", persist_state="session", value=None,
