@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core.eps_choice import choose_eps  # the same rule as training's automatic eps
 from dashboard.data import (
     DatasetSpec,
     files_fingerprint,
@@ -120,25 +121,6 @@ def k_distance(spec: DatasetSpec, k: int) -> tuple[np.ndarray, float]:
 def eps_grid(max_eps: float, step: float = 0.05, start: float = 0.05) -> np.ndarray:
     """The eps values of the sweep: ``start, start + step, …`` up to ``max_eps``."""
     return np.round(np.arange(start, max_eps + 1e-9, step), 2)
-
-
-def choose_eps(sweep: pd.DataFrame, knee: float, *, fallback: float = 1.2) -> float:
-    """The default eps: the most clusters the sweep finds, at or below the knee.
-
-    The knee of the k-distance curve alone often sits where clusters have already
-    merged into one giant component (a k-distance curve of distractors rises slowly,
-    then sharply); the number of clusters peaks before that. Ties go to the larger eps
-    (more videos clustered). Without clusters anywhere: the knee, else ``fallback``.
-
-    >>> sw = pd.DataFrame({"eps": [0.8, 0.9, 1.0, 1.1], "n_clusters": [2, 5, 5, 1]})
-    >>> choose_eps(sw, knee=1.05), choose_eps(sw, knee=0.85)
-    (1.0, 0.8)
-    """
-    below = sweep[sweep["eps"] <= knee + 1e-9] if np.isfinite(knee) else sweep
-    if below.empty or below["n_clusters"].max() <= 0:
-        return float(round(knee, 2)) if np.isfinite(knee) else fallback
-    best = below["n_clusters"].max()
-    return float(below.loc[below["n_clusters"] == best, "eps"].max())
 
 
 def default_eps(spec: DatasetSpec, min_samples: int = 2) -> float:
