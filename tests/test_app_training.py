@@ -88,10 +88,13 @@ def test_chosen_clustering_is_used_and_cancel_stops_the_run(env):
     assert source.options[0].startswith("The clustering chosen on the Noise clusters page (eps 0.85")
     at.radio(key="training_method").set_value("noise")
     at.slider(key="training_folds").set_value(2)
-    at.number_input(key="training_epochs").set_value(2000)
+    # a run long enough to cancel on any machine: the form's most epochs, smallest batch
+    at.number_input(key="training_epochs").set_value(500)
+    at.number_input(key="training_batch").set_value(8)
     run_dir = _submit(at)
     cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["eps"] == 0.85 and cfg["min_samples"] == 3
+    assert cfg["epochs"] == 500 and cfg["batch_size"] == 8
 
     run = wait_for_run(run_dir, lambda r: len(r.metrics()) >= 1)  # training has started
     stored = np.load(run_dir / "noise_clusters.npz")  # what fit trained with
@@ -106,7 +109,7 @@ def test_chosen_clustering_is_used_and_cancel_stops_the_run(env):
     run = wait_for_run(run_dir, lambda r: r.state != "running", timeout=60)
     assert run.state == "cancelled"
     epochs_done = len(run.metrics())
-    assert epochs_done < 2 * 2000
+    assert epochs_done < 2 * 500
     at.run()
     assert any("Cancelled" in w.value for w in at.warning)
     assert any(b.label == "Resume this run" for b in at.button)

@@ -84,11 +84,14 @@ def test_long_training_in_one_session_does_not_freeze_another(env):
     a = open_page(TRAINING)
     a.radio(key="training_method").set_value("noise")
     a.slider(key="training_folds").set_value(2)
-    a.number_input(key="training_epochs").set_value(5000)
+    # long enough on any machine: the form's most epochs, smallest batch
+    a.number_input(key="training_epochs").set_value(500)
+    a.number_input(key="training_batch").set_value(8)
     t0 = time.monotonic()
     next(x for x in a.button if x.label == "Launch training").click().run()
     launch_s = time.monotonic() - t0
     long_run = Path(a.session_state["training_followed"])
+    assert Run.open(long_run).config()["epochs"] == 500
     try:
         # launching returns at once: the training lives in its own process
         assert Run.open(long_run).state == "running" and launch_s < 30
