@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+
 # Keep the feature caches of a test session inside its temp dir, never in ~/.cache.
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
@@ -31,3 +32,14 @@ def tiny_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny_demo")
     generate(out, preset="tiny", seed=0)
     return out
+
+
+@pytest.fixture
+def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The dashboard on the tiny demo preset, with its runs in a temp dir.
+
+    The app generates the demo into ``$VIDID_CACHE`` (the session's temp dir) on first use.
+    """
+    monkeypatch.setenv("VIDID_DEMO_PRESET", "tiny")
+    monkeypatch.setenv("VIDID_RUNS", str(tmp_path / "runs"))
+    return tmp_path

@@ -11,19 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from app_helpers import APP
 
 from core.errors import DataError
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "streamlit_app.py")
 logging.getLogger("streamlit").setLevel(logging.ERROR)
 
 
-@pytest.fixture
-def app_env(tmp_path, monkeypatch):
-    """tiny demo preset, runs in a temp dir (VIDID_CACHE is the session's temp dir)."""
-    monkeypatch.setenv("VIDID_DEMO_PRESET", "tiny")
-    monkeypatch.setenv("VIDID_RUNS", str(tmp_path / "runs"))
-    return tmp_path
 
 
 def _app():

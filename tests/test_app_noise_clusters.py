@@ -5,21 +5,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from pathlib import Path
 
 import numpy as np
-import pytest
+from app_helpers import APP
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "streamlit_app.py")
 PAGE = "app_pages/noise_clusters.py"
 logging.getLogger("streamlit").setLevel(logging.ERROR)
 
 
-@pytest.fixture
-def app_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("VIDID_DEMO_PRESET", "tiny")
-    monkeypatch.setenv("VIDID_RUNS", str(tmp_path / "runs"))
-    return tmp_path
 
 
 def _page():
