@@ -80,6 +80,18 @@ class TopPerIdentity:
         r = np.concatenate([self.rows, np.broadcast_to(rows[:, None], scores.shape)])
         if len(s) > self.top:
             keep = np.argpartition(-s, self.top - 1, axis=0)[: self.top]
+            # Scores equal to a column's top-th value may overflow it: the partition
+            # would pick among them arbitrarily; keep the lowest rows instead.
+            kth = np.take_along_axis(s, keep, axis=0).min(axis=0)
+            tied = np.flatnonzero((s >= kth).sum(axis=0) > self.top)
+            if len(tied):
+                st, rt, kt = s[:, tied], r[:, tied], kth[tied]
+                above, equal = st > kt, st == kt
+                need = self.top - above.sum(axis=0)
+                by_row = np.sort(np.where(equal, rt, np.iinfo(np.int64).max), axis=0)
+                last_row = np.take_along_axis(by_row, (need - 1)[None, :], axis=0)
+                chosen = above | (equal & (rt <= last_row))
+                keep[:, tied] = np.nonzero(chosen.T)[1].reshape(len(tied), self.top).T
             s = np.take_along_axis(s, keep, axis=0)
             r = np.take_along_axis(r, keep, axis=0)
         self.scores, self.rows = s, r

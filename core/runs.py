@@ -81,13 +81,18 @@ def _safe_name(name: str, suffix: str) -> str:
 
 
 def _torch_safe_globals() -> list:
-    """numpy types a fold checkpoint may hold besides tensors (weights_only loading)."""
-    allowed: list = [np.ndarray, np.dtype]
+    """numpy types a fold checkpoint may hold besides tensors (weights_only loading).
+
+    ``numpy.ndarray`` and numpy's ``_reconstruct`` / ``scalar`` resolve to the guarded
+    stand-ins of :mod:`core.safe_pickle`: the real ``ndarray`` would be callable as
+    ``ndarray(shape, dtype('O'), raw bytes)``, an object array over file bytes.
+    """
+    from core.safe_pickle import _CheckedArray, _safe_reconstruct, _safe_scalar
+
+    allowed: list = [(_CheckedArray, "numpy.ndarray"), np.dtype]
     for mod_name in ("numpy._core.multiarray", "numpy.core.multiarray"):
-        with contextlib.suppress(Exception):
-            mod = __import__(mod_name, fromlist=["_reconstruct", "scalar"])
-            allowed += [mod._reconstruct, mod.scalar]
-            break
+        allowed += [(_safe_reconstruct, f"{mod_name}._reconstruct"),
+                    (_safe_scalar, f"{mod_name}.scalar")]
     allowed += [getattr(np.dtypes, n) for n in getattr(np.dtypes, "__all__", ())
                 if n != "ObjectDType"]
     return allowed
@@ -362,7 +367,8 @@ class Run:
             raise DataError(f"{pt}: cannot load checkpoint: {' '.join(str(exc).split())[:200]}") from None
         if not isinstance(obj, dict):
             raise DataError(f"{pt}: expected a dict checkpoint, got {type(obj).__name__}")
-        return obj
+        from core.safe_pickle import _plain
+        return _plain(obj)  # guarded stand-in arrays -> plain ndarrays
 
     # -- arrays and JSON documents -----------------------------------------------------
     def save_array(self, name: str, **arrays: Any) -> None:

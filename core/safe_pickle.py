@@ -66,6 +66,11 @@ class _CheckedArray(np.ndarray):
     """Stand-in for ``numpy.ndarray`` while unpickling: its ``__setstate__`` (BUILD)
     cleans the dtype first. Replaced by plain ndarray views after loading."""
 
+    def __new__(cls, *args: object, **kwargs: object) -> "_CheckedArray":
+        # numpy never pickles a direct ``ndarray(shape, dtype, buffer)`` call; a file
+        # that makes one could build an object array over raw bytes (pointers).
+        raise _Refused("numpy.ndarray(...) called directly")
+
     def __setstate__(self, state: object) -> None:
         if type(state) is not tuple or len(state) not in (4, 5):
             raise pickle.UnpicklingError("bad numpy array state")

@@ -214,6 +214,20 @@ def test_numpy_globals_cannot_build_objects(tmp_path, stream, refused):
         load_pickle_safe(path)
 
 
+def test_direct_ndarray_call_is_refused(tmp_path):
+    # numpy.ndarray((2,), dtype('O'), 16 raw bytes) called directly (REDUCE): an object
+    # array whose pointers are file bytes; it segfaulted the loader's caller (regression)
+    stream = (b"\x80\x02cnumpy\nndarray\nK\x02\x85cnumpy\ndtype\nU\x02%sK\x00K\x01\x87R"
+              b"U\x10" + b"A" * 16 + b"\x87R.")
+    control = pickle.loads(stream % b"i8", encoding="bytes")  # the stream is well formed
+    assert control.tolist() == [int.from_bytes(b"A" * 8, "little")] * 2
+    for code in (b"O8", b"i8"):  # numpy never pickles a direct call: refuse any
+        path = tmp_path / "ndarray.pickle"
+        path.write_bytes(stream % code)
+        with pytest.raises(DataError, match="refused.*numpy.ndarray"):
+            load_pickle_safe(path)
+
+
 def test_codecs_encode_only_latin1(tmp_path):
     # _codecs.encode is admitted for py3 protocol-2 bytes, not as a general codec hook
     path = tmp_path / "codec.pickle"

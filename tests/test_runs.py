@@ -211,6 +211,32 @@ def test_checkpoint_loading_runs_no_foreign_code(run: Run, tmp_path: Path):
     assert not marker.exists()
 
 
+class _Call:
+    """Pickles as ``func(*args)``."""
+
+    def __init__(self, func, args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return (self.func, self.args)
+
+
+def test_checkpoint_cannot_call_ndarray_on_raw_bytes(run: Run):
+    # regression: numpy.ndarray was an allowed global, so a checkpoint could call
+    # ndarray((2,), dtype('O'), raw bytes): an object array over file bytes (a segfault
+    # when used or freed). Probed with 'i8' here so a regression cannot crash pytest.
+    raw = _Call(np.ndarray, ((2,), _Call(np.dtype, ("i8",)), b"A" * 16))
+    run.save_fold(0, {"state_dict": {}, "meta": {"x": raw}}, {})
+    with pytest.raises(DataError, match="fold_0.pt: cannot load checkpoint"):
+        run.load_fold(0)
+    # numpy arrays and scalars pickled the normal way still load, as plain ndarrays
+    run.save_fold(1, {"state_dict": {}, "meta": {"a": np.arange(3, dtype=np.int16),
+                                                "s": np.float32(2.5)}}, {})
+    meta = run.load_fold(1)["meta"]
+    assert type(meta["a"]) is np.ndarray and meta["a"].dtype == np.int16
+    assert meta["a"].tolist() == [0, 1, 2] and meta["s"] == np.float32(2.5)
+
+
 def test_create_refuses_existing_run(run: Run):
     with pytest.raises(DataError, match="already holds a run"):
         Run.create(run.path, {"method": "nn"})

@@ -107,6 +107,24 @@ def test_top_per_identity_blocks_equal_dense_ranking():
     assert acc.ranking(names, ids) == rank_videos(S, names, ids, top=100)
 
 
+def test_top_per_identity_ties_keep_lower_rows_whatever_the_block_order():
+    # regression: the partition kept an arbitrary row among scores tied at the cut
+    rng = np.random.default_rng(3)
+    S = rng.integers(0, 4, size=(300, 5)).astype(np.float32)  # heavy ties everywhere
+    names = np.array([f"v{i}" for i in range(300)], dtype=object)
+    ids = np.arange(1, 6)
+    order = rng.permutation(300)  # blocks arrive out of row order (like CV folds)
+    acc = TopPerIdentity(5, top=20)
+    for a in range(0, 300, 37):
+        rows = np.sort(order[a:a + 37])
+        acc.update(S[rows], rows)
+    assert acc.ranking(names, ids) == rank_videos(S, names, ids, top=20)
+    acc = TopPerIdentity(1, top=2)
+    acc.update(np.array([[1.0], [0.5]]), np.array([2, 3]))
+    acc.update(np.array([[1.0], [1.0]]), np.array([0, 1]))
+    assert acc.ranking(np.array(list("abcd"), dtype=object), [7]) == {7: ["a", "b"]}
+
+
 def test_top_k_per_row_and_fold_weights():
     S = np.array([[0.1, 0.9, 0.5, 0.3], [0.8, 0.2, 0.6, 0.7]])
     idx, val = top_k_per_row(S, 3)
