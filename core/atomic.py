@@ -55,6 +55,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def _umask() -> int:
+    # Linux shows the umask in /proc without changing it; elsewhere fall back to the
+    # set-and-restore idiom (a brief window in which another thread's files get 0).
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
