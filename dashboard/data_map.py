@@ -81,10 +81,26 @@ def projection(spec: DatasetSpec, subset: str, *, method: str = "umap", n_neighb
                 xy = memo.get(key)
             if xy is None:
                 X = np.asarray(load_dataset(spec).X)[rows]
+                # UMAP reports progress from inside tqdm's display, under tqdm's global
+                # write lock, which tqdm releases without try/finally: an exception from
+                # the callback (Streamlit's rerun/stop when the user leaves the page)
+                # would leave that lock held and hang every later map of the server.
+                # So the callback never raises: the first exception is kept, the map is
+                # finished (and cached), then the exception is raised.
+                deferred: list[BaseException] = []
+
+                def safe_progress(fraction: float, message: str) -> None:
+                    if progress is None or deferred:
+                        return
+                    try:
+                        progress(fraction, message)
+                    except BaseException as exc:  # noqa: BLE001 - re-raised below
+                        deferred.append(exc)
+
                 xy = compute_projection(X, method=method, n_neighbors=n_neighbors,
                                         min_dist=min_dist, seed=seed,
                                         cache_dir=cache_root() / "projections",
-                                        progress=progress)
+                                        progress=safe_progress)
                 xy.flags.writeable = False
                 with _MEMO_LOCK:
                     if len(memo) >= _MEMO_MAX:
@@ -92,6 +108,8 @@ def projection(spec: DatasetSpec, subset: str, *, method: str = "umap", n_neighb
                         memo.pop(old)
                         _KEY_LOCKS.pop(old, None)
                     memo[key] = xy
+                if deferred:
+                    raise deferred[0]
     return rows, xy, total
 
 

@@ -44,7 +44,9 @@ def _stats_cached(spec: DatasetSpec, fingerprint: tuple, sample: int) -> dict:
         m = split == s.name
         per_split.append({
             "split": s.name, "videos": int(m.sum()) + n_empty[s.name],
-            "labelled": int((m & (ids > 0)).sum()),
+            # Labelled empty videos count too, as empty distractors do below.
+            "labelled": int((m & (ids > 0)).sum())
+            + (n_empty[s.name] - empty_distr[s.name] if s.gt else 0),
             "distractors": int((m & (ids == 0)).sum()) + empty_distr[s.name] if s.gt else None,
             "identities": int(np.unique(ids[m & (ids > 0)]).size),
             "frames": int(np.asarray(fs.lengths)[m].sum()),

@@ -279,3 +279,23 @@ def test_shared_loaded_arrays_are_read_only(tiny_demo):
         assert not arr.flags.writeable
     with pytest.raises(ValueError, match="read-only"):
         lv.X[0, 0] = 1.0
+
+
+def test_split_table_counts_labelled_empty_videos(tiny_demo):
+    """Per split, labelled + distractors = videos: a ground-truth video without faces is
+    still labelled (the tiny demo has empty videos both named and not named in its GT)."""
+    from core.formats import read_features, read_ground_truth
+    from dashboard import data
+
+    table = data.dataset_stats(data.detect_splits(tiny_demo))["per_split"].set_index("split")
+    n_named_empty = 0
+    for s in ("train", "val", "test"):
+        fs = read_features(tiny_demo / f"face_{s}.pickle")
+        named = read_ground_truth(tiny_demo / f"{s}_gt.txt").labels
+        names = np.asarray(fs.names).astype(str)
+        empty = set(names[np.asarray(fs.lengths) == 0].tolist())
+        n_named_empty += len(empty & set(named))
+        assert table.loc[s, "labelled"] == len(named)
+        assert table.loc[s, "distractors"] == len(names) - len(named)
+        assert table.loc[s, "labelled"] + table.loc[s, "distractors"] == table.loc[s, "videos"]
+    assert n_named_empty > 0  # the case this test is about is really there

@@ -137,3 +137,57 @@ def test_all_videos_by_identity_and_quality(app_env):
     rows = _decode(trace["customdata"])
     np.testing.assert_allclose(_decode(trace["marker"]["color"]),
                                lv.pooled.mean_quality[rows], rtol=1e-6)
+
+
+def test_progress_exception_does_not_leave_tqdm_lock_held(app_env, monkeypatch):
+    """Leaving the Map page mid-UMAP makes Streamlit raise from the progress callback,
+    which UMAP calls inside tqdm's display (under tqdm's global write lock, released
+    without try/finally). The lock must stay free, the map must still be computed and
+    memoised, and the exception must reach the caller afterwards."""
+    import threading
+
+    import core.projection
+    from tqdm import tqdm
+
+    from dashboard import data, data_map
+
+    calls = []
+
+    def fake_compute(X, *, progress, **kw):  # what _umap does: tqdm writing into the sink
+        calls.append(len(X))
+        sink = core.projection._TqdmSink(progress, 0.3, 0.98)
+        for _ in tqdm(range(3), file=sink, bar_format="{n}/{total}", mininterval=0):
+            pass
+        return np.zeros((len(X), 2), dtype=np.float32)
+
+    monkeypatch.setattr(core.projection, "compute_projection", fake_compute)
+
+    class Leave(Exception):
+        pass
+
+    def progress(fraction, message):
+        raise Leave(message)
+
+    spec = data.detect_splits(data.demo_dir("tiny"))
+    with pytest.raises(Leave):
+        data_map.projection(spec, "noise", method="umap", n_neighbors=7, progress=progress)
+    locks = tqdm.get_lock().locks  # a threading RLock (and a multiprocessing one)
+    got = []
+
+    def probe():  # another thread, since the locks are re-entrant
+        for lk in locks:
+            ok = lk.acquire(timeout=2)
+            got.append(ok)
+            if ok:
+                lk.release()
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    for lk, ok in zip(locks, got):
+        if not ok:  # held by this thread: free it so the rest of the session does not hang
+            lk.release()
+    assert all(got) and got, "tqdm's write lock was left held"
+    rows, xy, total = data_map.projection(spec, "noise", method="umap", n_neighbors=7,
+                                          progress=progress)
+    assert calls == [len(rows)] and xy.shape == (len(rows), 2)

@@ -240,3 +240,17 @@ def test_resume_noise_run_equals_uninterrupted(tiny_demo: Path, tmp_path: Path):
     oa, ob = ra.load_array("oof"), rb.load_array("oof")
     for key in oa:
         np.testing.assert_array_equal(oa[key], ob[key])
+
+
+def test_too_many_folds_is_refused_before_a_run_exists(tiny_demo: Path, tmp_path: Path, capsys):
+    """A --folds that leaves a fold without a labelled video is a user mistake: one line,
+    exit 2, and no failed run left at --out, so the same command with fewer folds works."""
+    out = tmp_path / "r"
+    n_labelled = sum(len(line.split()) - 1 for s in ("train", "val")
+                     for line in (tiny_demo / f"{s}_gt.txt").read_text().splitlines())
+    assert main(_train_args(tiny_demo, out, "--method", "knn", "--folds", str(n_labelled + 1))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--folds" in err[0] and "no labelled video" in err[0]
+    assert not out.exists()
+    assert main(_train_args(tiny_demo, out, "--method", "knn", "--folds", "3")) == 0
+    assert Run.open(out).state == "complete"

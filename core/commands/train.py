@@ -158,7 +158,7 @@ def _plan_new_run(args: argparse.Namespace):
     return path, doc, cfg, entries
 
 
-def _check_trainable(data, entries: list[dict]) -> None:
+def _check_trainable(data, entries: list[dict], cfg=None) -> None:
     import numpy as np
 
     from core.errors import DataError
@@ -167,6 +167,19 @@ def _check_trainable(data, entries: list[dict]) -> None:
     if n_ids < 2:
         files = ", ".join(f"{e['feats']} + {e.get('gt') or '(no ground truth)'}" for e in entries)
         raise DataError(f"{files}: got {n_ids} labelled identities with frames, training needs at least 2 identities")
+    if cfg is not None:
+        # The fold split training will use: refuse a folds count that leaves a fold without
+        # a labelled video now, before a run directory exists (a failed run left at --out
+        # would block re-running with a fixed --folds).
+        from core.train_folds import stratified_folds
+
+        ids = np.asarray(data.ids)
+        lab = ids[ids > 0]
+        fold = stratified_folds(lab, cfg.folds, seed=cfg.seed)
+        held = np.bincount(fold[fold >= 0], minlength=cfg.folds)
+        if (held == 0).any():
+            raise DataError(f"--folds {cfg.folds}: fold {int(np.argmin(held))} would hold no "
+                            f"labelled video ({len(lab)} labelled videos); use fewer folds")
 
 
 def _resume_run(args: argparse.Namespace):
@@ -241,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             if close:
                 close()
-        _check_trainable(data, entries)
+        _check_trainable(data, entries, cfg)
         run_ = runs.Run.create(path, doc)
     print(f"{'resuming' if resume else 'run'} {run_.path} ({cfg.method}, {cfg.folds} folds)",
           file=sys.stderr)
