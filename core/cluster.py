@@ -36,9 +36,20 @@ from typing import Callable
 import numpy as np
 
 from core.cluster_ivf import build_ivf_graph
-from core.cluster_tree import LeafOrder, core_labels, leaf_order, mutual_reachability_forest
-from core.neighbors import (DEFAULT_MAX_EDGES, RadiusGraph, build_radius_graph, check_max_eps,
-                            validate_vectors)
+from core.cluster_tree import (
+    LeafOrder,
+    core_labels,
+    leaf_order,
+    mutual_reachability_forest,
+)
+from core.neighbors import (
+    DEFAULT_MAX_EDGES,
+    RadiusGraph,
+    build_radius_graph,
+    check_max_eps,
+    check_radius,
+    validate_vectors,
+)
 
 ProgressFn = Callable[[float, str], None]
 
@@ -142,12 +153,7 @@ class NeighborGraph:
 
     # -------------------------------------------------------------- checks
     def _check_eps(self, eps: object) -> float:
-        try:
-            value = float(eps)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise TypeError(f"eps must be a number, got {eps!r}") from None
-        if not np.isfinite(value) or value <= 0:
-            raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
+        value = check_radius(eps, "eps")
         if value > self.graph.max_eps:
             raise ValueError(f"eps={value:g} exceeds the graph's max_eps={self.max_eps:g}; "
                              f"rebuild the graph with a larger max_eps")

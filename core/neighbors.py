@@ -86,15 +86,20 @@ def validate_vectors(X: object, *, name: str = "X") -> np.ndarray:
     return X
 
 
+def check_radius(value: object, name: str = "max_eps") -> float:
+    """Validate a radius called ``name`` (a finite number > 0) and return it as float."""
+    try:
+        radius = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(radius) or radius <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return radius
+
+
 def check_max_eps(max_eps: object) -> float:
     """Validate ``max_eps`` (finite, > 0) and return it as float."""
-    try:
-        value = float(max_eps)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise TypeError(f"max_eps must be a number, got {max_eps!r}") from None
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"max_eps must be a finite number > 0, got {max_eps!r}")
-    return value
+    return check_radius(max_eps, "max_eps")
 
 
 def squared_norms(X: np.ndarray) -> np.ndarray:
