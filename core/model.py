@@ -43,6 +43,12 @@ class ModelConfig:
     m : ArcFace additive angular margin (radians)
     batch_norm : BatchNorm1d after the linear embedding
     dropout : dropout probability on the input features (0 disables)
+    head_init : standard deviation of the class weights at initialisation (``None``:
+        Xavier-uniform, the earlier default). The weights are normalised in the
+        forward pass, so under Adam (steps of about ``lr`` per coordinate, whatever
+        the weights' scale) a class direction turns at a rate inversely proportional
+        to its norm; Xavier's norm depends on the number of classes, a fixed small
+        std does not (see docs/RECOGNITION.md)
     """
 
     in_dim: int = 512
@@ -52,6 +58,7 @@ class ModelConfig:
     m: float = 0.5
     batch_norm: bool = False
     dropout: float = 0.0
+    head_init: float | None = None
 
     def to_dict(self) -> dict:
         """Plain-dict form stored in checkpoints."""
@@ -97,10 +104,14 @@ def arcface_logits(cos: torch.Tensor, target: torch.Tensor | None, *, s: float, 
 class ArcFaceHead(nn.Module):
     """Normalised class weights; ``forward(emb, target)`` gives ArcFace logits."""
 
-    def __init__(self, emb_dim: int, n_classes: int, *, s: float = 64.0, m: float = 0.5) -> None:
+    def __init__(self, emb_dim: int, n_classes: int, *, s: float = 64.0, m: float = 0.5,
+                 init_std: float | None = None) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.empty(n_classes, emb_dim))
-        nn.init.xavier_uniform_(self.weight)
+        if init_std is None:
+            nn.init.xavier_uniform_(self.weight)
+        else:
+            nn.init.normal_(self.weight, std=float(init_std))
         self.s = float(s)
         self.m = float(m)
 
@@ -143,7 +154,8 @@ class VideoNet(nn.Module):
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.embed = nn.Linear(config.in_dim, config.emb_dim)
         self.bn = nn.BatchNorm1d(config.emb_dim) if config.batch_norm else nn.Identity()
-        self.head = ArcFaceHead(config.emb_dim, config.n_classes, s=config.s, m=config.m)
+        self.head = ArcFaceHead(config.emb_dim, config.n_classes, s=config.s, m=config.m,
+                                init_std=config.head_init)
 
     def embedding(self, x: torch.Tensor) -> torch.Tensor:
         """(n, emb_dim) embeddings (not normalised)."""

@@ -59,15 +59,24 @@ _SPLIT_PREFIX = {"train": "IQIYI_VID_TRAIN", "val": "IQIYI_VID_VAL", "test": "IQ
 
 @dataclass(frozen=True)
 class Preset:
-    """Size and shape of a synthetic dataset.
+    """Size and shape of a synthetic dataset: every knob of the planted structure.
+
+    The defaults mirror the real iQIYI-VID 2019 set (about 5.8 training videos per
+    identity with a long tail, about 4.5 labelled val videos per identity, 37.5 % of
+    val/test videos distractors, about 30 faces per video, quality from -30 with mean
+    about 80, detection scores mostly above 0.9).
 
     Attributes
     ----------
     n_identities : int
         Known identities (IDs 1..n_identities).
     train_per_id, val_per_id, test_per_id : float
-        Mean videos per identity in each split (at least 1 each; the extra count is
-        Poisson).
+        *Median* videos per identity in each split (at least 1 each). Counts follow a
+        long tail: ``median * popularity * jitter``, with a lognormal popularity per
+        identity shared by the splits (a famous person is in many videos everywhere).
+    per_id_spread : float
+        Lognormal sigma of the popularity: 0 gives every identity the median, 0.5
+        gives a tail to about 3x the median.
     mean_frames : float
         Mean faces per video (lognormal, long tail), before empty videos.
     max_frames : int
@@ -76,31 +85,107 @@ class Preset:
         Videos generated (and held in memory) at a time.
     distractor_share : float
         Share of val/test videos that are distractors (not in the ground truth).
+    hard_share : float
+        Share of videos shot in hard conditions (profile, make-up, darkness): their
+        direction lies far from the person's centre.
+    hard_offset : (float, float)
+        Offset norm range of hard videos (ordinary videos: ``VIDEO_OFFSET``); 1.0 is
+        as far from the centre as the centre is from the origin.
+    once_share : float
+        Share of distractor videos showing strangers seen once.
+    lookalike_share : float
+        Share of distractor videos showing recurring *lookalikes* of known identities;
+        the rest (``1 - once_share - lookalike_share``) are recurring strangers.
+    lookalike_cos : (float, float)
+        Cosine range between a lookalike's centre and its twin's (higher = harder).
+    frame_noise : float
+        Multiplier of the per-frame noise (1 = the default ``FRAME_NOISE``).
+    empty_share : float
+        Share of videos with no detected face.
     """
 
     n_identities: int
-    train_per_id: float
-    val_per_id: float
-    test_per_id: float
-    mean_frames: float
-    max_frames: int
+    train_per_id: float = 5.0
+    val_per_id: float = 4.0
+    test_per_id: float = 4.0
+    per_id_spread: float = 0.45
+    mean_frames: float = 30.0
+    max_frames: int = 600
     chunk_videos: int = 2000
     distractor_share: float = 0.375
+    hard_share: float = 0.3
+    hard_offset: tuple[float, float] = (1.0, 1.8)
+    once_share: float = 0.40
+    lookalike_share: float = 0.35
+    lookalike_cos: tuple[float, float] = (0.75, 0.85)
+    frame_noise: float = 1.0
+    empty_share: float = 0.01
+
+    def __post_init__(self) -> None:
+        checks = {
+            "n_identities": self.n_identities >= 2,
+            "train_per_id": self.train_per_id >= 1,
+            "val_per_id": self.val_per_id >= 1,
+            "test_per_id": self.test_per_id >= 1,
+            "per_id_spread": 0 <= self.per_id_spread <= 3,
+            "mean_frames": self.mean_frames >= 1,
+            "max_frames": self.max_frames >= 1,
+            "chunk_videos": self.chunk_videos >= 1,
+            "distractor_share": 0 <= self.distractor_share < 1,
+            "hard_share": 0 <= self.hard_share <= 1,
+            "hard_offset": 0 <= self.hard_offset[0] <= self.hard_offset[1],
+            "once_share": 0 <= self.once_share <= 1,
+            "lookalike_share": 0 <= self.lookalike_share <= 1 - self.once_share,
+            "lookalike_cos": -1 < self.lookalike_cos[0] <= self.lookalike_cos[1] < 1,
+            "frame_noise": 0 <= self.frame_noise <= 10,
+            "empty_share": 0 <= self.empty_share < 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"synthetic data: {name}={getattr(self, name)!r} is out of range")
 
 
+#: ``demo`` and ``large`` are shaped like the real 2019 set (about 5.8 training videos
+#: per identity); ``rich`` is the earlier demo, twice as rich per identity (11 training
+#: videos) and kept for comparison; ``tiny`` is for tests and quick looks.
 PRESETS: dict[str, Preset] = {
-    "tiny": Preset(n_identities=20, train_per_id=9, val_per_id=4, test_per_id=4,
+    "tiny": Preset(n_identities=20, train_per_id=5, val_per_id=4, test_per_id=4,
                    mean_frames=15, max_frames=200),
-    "demo": Preset(n_identities=400, train_per_id=11, val_per_id=4, test_per_id=4,
-                   mean_frames=30, max_frames=600),
-    "large": Preset(n_identities=10_000, train_per_id=10, val_per_id=3, test_per_id=3,
-                    mean_frames=30, max_frames=800, chunk_videos=1000),
+    "demo": Preset(n_identities=400),
+    "rich": Preset(n_identities=400, train_per_id=11, val_per_id=4, test_per_id=4,
+                   per_id_spread=0.0),
+    "large": Preset(n_identities=10_000, max_frames=800, chunk_videos=1000),
 }
+
+
+def make_preset(base: str | Preset = "demo", **knobs) -> Preset:
+    """A preset with some knobs changed, e.g. ``make_preset("demo", train_per_id=3)``.
+
+    Examples
+    --------
+    >>> make_preset("demo", n_identities=100, hard_share=0.5).hard_share
+    0.5
+    >>> make_preset("demo", colour=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown synthetic-data knob 'colour'; knobs: n_identities, train_per_id, val_per_id, test_per_id, per_id_spread, mean_frames, max_frames, chunk_videos, distractor_share, hard_share, hard_offset, once_share, lookalike_share, lookalike_cos, frame_noise, empty_share
+    """
+    from dataclasses import fields, replace
+
+    cfg = PRESETS[base] if isinstance(base, str) else base
+    names = [f.name for f in fields(Preset)]
+    for key in knobs:
+        if key not in names:
+            raise ValueError(f"unknown synthetic-data knob {key!r}; knobs: {', '.join(names)}")
+    for key in ("hard_offset", "lookalike_cos"):
+        if key in knobs:
+            knobs[key] = tuple(float(v) for v in knobs[key])
+    return replace(cfg, **knobs)
 
 def generate(
     out_dir: str | os.PathLike,
     *,
-    preset: str = "demo",
+    preset: str | Preset = "demo",
     seed: int = 0,
     progress: ProgressFn | None = None,
 ) -> dict:
@@ -111,8 +196,8 @@ def generate(
     out_dir : str or PathLike
         Output folder (created if missing); existing files of the same names are
         replaced atomically.
-    preset : {"tiny", "demo", "large"}
-        Size; see ``PRESETS``.
+    preset : {"tiny", "demo", "rich", "large"} or Preset
+        A preset name (see ``PRESETS``) or a :class:`Preset` (see :func:`make_preset`).
     seed : int
         Same seed, same files (byte for byte).
     progress : callable(fraction, message), optional
@@ -132,11 +217,14 @@ def generate(
     >>> summary["val"]["distractors"] / summary["val"]["videos"]  # doctest: +SKIP
     0.375
     """
-    if preset not in PRESETS:
+    if isinstance(preset, Preset):
+        cfg, preset = preset, "custom"
+    elif preset in PRESETS:
+        cfg = PRESETS[preset]
+    else:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    cfg = PRESETS[preset]
     report = progress or (lambda fraction, message="": None)
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -252,4 +340,5 @@ def _readme(preset: str, seed: int, cfg: Preset) -> str:
     )
 
 
-__all__ = ["DIM", "KINDS", "PRESETS", "README_HEAD", "SPLITS", "Preset", "generate", "is_demo_dir"]
+__all__ = ["DIM", "KINDS", "PRESETS", "README_HEAD", "SPLITS", "Preset", "generate", "is_demo_dir",
+           "make_preset"]

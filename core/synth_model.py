@@ -21,14 +21,13 @@ DIM = 512
 # People.
 RANK = 32                       # dimension of the manifold identity centres live on
 CENTRE_SHIFT = 1.0              # common shift in manifold space: crowds the centres
-LOOKALIKE_COS = (0.75, 0.85)    # cosine of a lookalike's centre to its twin's
+# (The lookalikes' cosine to their twin, the share of hard videos and their offset,
+# the distractor mix, the frame-noise multiplier and the share of empty videos are
+# knobs of each preset: :class:`core.synth.Preset`.)
 # Videos: the offset (pose, lighting) from the person's unit centre.
 VIDEO_OFFSET = (0.5, 0.8)       # offset norm, uniform range
-HARD_SHARE = 0.3                # videos shot in hard conditions (profile, make-up, ...)
-HARD_OFFSET = (1.0, 1.8)        # ... and their offset norm
 MANIFOLD_OFFSET = 0.4           # part of the offset lying in the identity manifold
 FRAMES_SIGMA = 0.95             # faces per video: lognormal with this sigma
-EMPTY_SHARE = 0.01              # videos with no detected face
 # Frames: quality ~ N(video base ~ N(78, 18), 22), except "bad" frames ~ U(-30, 40).
 BAD_SHARE = (0.6, 2.0)          # Beta(a, b): share of bad frames per video
 BAD_MID, BAD_WIDTH = 35.0, 8.0  # quality where frames turn bad (logistic), how sharply
@@ -38,10 +37,10 @@ BAD_DRIFT = 2.0                 # ... plus a per-video drift of this relative si
 LOW_QUALITY = 35.0              # frames under this quality may show the intruder...
 WRONG_PERSON = (0.03, 0.09)     # ... this share of them (uniform per video)
 NORM = (12.0, 0.06)             # feature norm ~ NORM[0] + NORM[1] * max(quality, 0)
-# Distractors: shares of distractor videos; recurring ones appear 2 + Poisson(2.5) times.
-ONCE_SHARE = 0.40
-LOOKALIKE_SHARE = 0.35          # the rest are recurring strangers
+# Distractors: recurring ones appear 2 + Poisson(2.5) times.
 RECUR_EXTRA = 2.5
+# Videos per identity: median * popularity (lognormal, per identity) * this jitter.
+COUNT_JITTER = 0.25
 
 
 # --- people ---------------------------------------------------------------------------
@@ -67,13 +66,15 @@ def make_people(cfg: Preset, n_distr: int, rng: np.random.Generator) -> dict:
     # Recurring strangers and lookalikes first, then strangers seen once fill up to
     # exactly n_distr videos.
     def recurrences(n_videos: float) -> np.ndarray:
+        if n_videos < 2:
+            return np.zeros(0, dtype=np.int64)
         counts = 2 + rng.poisson(RECUR_EXTRA, max(1, int(n_videos / 2)))
         keep = np.cumsum(counts) <= max(n_videos, 2)
         keep[0] = True
         return counts[keep]
 
-    look_recur = recurrences(n_distr * LOOKALIKE_SHARE)
-    rec_recur = recurrences(n_distr * (1 - ONCE_SHARE - LOOKALIKE_SHARE))
+    look_recur = recurrences(n_distr * cfg.lookalike_share)
+    rec_recur = recurrences(n_distr * (1 - cfg.once_share - cfg.lookalike_share))
     n_look, n_rec = len(look_recur), len(rec_recur)
     n_once = n_distr - int(look_recur.sum()) - int(rec_recur.sum())
     if n_once < 0:
@@ -87,7 +88,7 @@ def make_people(cfg: Preset, n_distr: int, rng: np.random.Generator) -> dict:
     base = centres[0][twin_of]
     direction = manifold(n_look)
     direction = _unit(direction - (direction * base).sum(1, keepdims=True) * base)
-    cos = rng.uniform(*LOOKALIKE_COS, n_look)[:, None]
+    cos = rng.uniform(*cfg.lookalike_cos, n_look)[:, None]
     centres.append(cos * base + np.sqrt(1 - cos ** 2) * direction)
 
     kind = np.repeat(np.arange(4, dtype=np.int8), [C, n_once, n_rec, n_look])
@@ -105,10 +106,19 @@ def make_people(cfg: Preset, n_distr: int, rng: np.random.Generator) -> dict:
 
 
 def identity_videos(cfg: Preset, rng: np.random.Generator) -> list[np.ndarray]:
-    """Videos per known identity in each split (at least one everywhere)."""
+    """Videos per known identity in each split (at least one everywhere).
+
+    ``median * popularity * jitter`` rounded, where the popularity is lognormal with
+    sigma ``cfg.per_id_spread`` and shared by the splits: a long tail, like the real
+    set's (a few identities with dozens of videos, most with a handful).
+    """
     C = cfg.n_identities
-    return [1 + rng.poisson(mean - 1, C)
-            for mean in (cfg.train_per_id, cfg.val_per_id, cfg.test_per_id)]
+    popularity = rng.lognormal(0.0, cfg.per_id_spread, C) if cfg.per_id_spread > 0 else np.ones(C)
+    out = []
+    for median in (cfg.train_per_id, cfg.val_per_id, cfg.test_per_id):
+        jitter = rng.lognormal(0.0, COUNT_JITTER, C)
+        out.append(np.maximum(1, np.rint(median * popularity * jitter)).astype(np.int64))
+    return out
 
 
 def distractor_targets(cfg: Preset, id_videos: list[np.ndarray]) -> tuple[int, int]:
@@ -145,7 +155,7 @@ def plan_videos(cfg: Preset, people: dict, id_videos: list[np.ndarray],
     median = cfg.mean_frames * np.exp(-FRAMES_SIGMA ** 2 / 2)
     n_frames = np.clip(np.rint(rng.lognormal(np.log(median), FRAMES_SIGMA, n)), 1,
                        cfg.max_frames).astype(np.int64)
-    n_frames[rng.random(n) < EMPTY_SHARE] = 0
+    n_frames[rng.random(n) < cfg.empty_share] = 0
 
     # Intruder: another person shown in a few of the video's low-quality frames.
     n_people = len(kind)
@@ -157,8 +167,9 @@ def plan_videos(cfg: Preset, people: dict, id_videos: list[np.ndarray],
         "kind": kind[person],
         "n_frames": n_frames,
         "intruder": intruder,
-        "offset_norm": np.where(rng.random(n) < HARD_SHARE, rng.uniform(*HARD_OFFSET, n),
+        "offset_norm": np.where(rng.random(n) < cfg.hard_share, rng.uniform(*cfg.hard_offset, n),
                                 rng.uniform(*VIDEO_OFFSET, n)),
+        "frame_noise": np.full(n, cfg.frame_noise, np.float32),
         "base_quality": rng.normal(78.0, 18.0, n),
         "bad_share": rng.beta(*BAD_SHARE, n),
         "wrong_share": rng.uniform(*WRONG_PERSON, n),
@@ -191,7 +202,7 @@ def render_chunk(plan: dict, people: dict, rows: np.ndarray,
     # Noise and the pull towards the average face grow steeply as quality drops
     # (logistic steps around q = BAD_MID).
     step = 1.0 / (1.0 + np.exp((q - BAD_MID) / BAD_WIDTH))
-    sigma = FRAME_NOISE[0] + FRAME_NOISE[1] * step
+    sigma = (FRAME_NOISE[0] + FRAME_NOISE[1] * step) * plan["frame_noise"][rows][vid]
     pull = (GENERIC_PULL * step).astype(np.float32)
     # Where bad frames drift to: the average face, plus a direction of the video's
     # own (its blur, its lighting) that does not average out over its frames.

@@ -67,6 +67,7 @@ class TrainConfig:
     emb_dim: int = 512
     batch_norm: bool = False
     dropout: float = 0.0
+    head_init: float | None = None
     score_s: float | None = 32.0
     eps: float | None = None
     min_samples: int = 2
@@ -86,6 +87,7 @@ class TrainConfig:
     device: str = "auto"
     top_k_store: int = 20
     threads: int | None = None
+    refit: int = 1
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -98,6 +100,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "emb_dim", "min_samples", "knn_k", "top_k_store"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.refit < 0:
+            raise ValueError(f"refit must be >= 0, got {self.refit}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1 or None, got {self.threads}")
         if not self.lr > 0 or not self.s > 0:

@@ -115,6 +115,21 @@ def _noise_training_set(config: TrainConfig, p: _Prepared, k: int, rng: np.rando
     return X, y, dynamic, K
 
 
+def epochs_from_folds(best_epochs: list[int], max_epochs: int) -> int:
+    """Epochs of a refit on every video: the folds' median best epoch count.
+
+    ``best_epochs`` are 0-based; a refit sees about ``folds / (folds - 1)`` times the
+    data of a fold model per epoch, but a network converges in about the same number of
+    passes, so the count carries over as is.
+
+    >>> epochs_from_folds([3, 5, 11, 6, 7], 12)
+    7
+    """
+    if not best_epochs:
+        return max_epochs
+    return int(min(max_epochs, max(1, round(float(np.median(best_epochs)) + 1))))
+
+
 def _checkpoint(config: TrainConfig, k: int, state_dict: dict, best_epoch: int, val_map: float,
                 meta: dict) -> dict:
     return {"config": config.to_dict(), "state_dict": state_dict, "fold": k,
@@ -218,7 +233,54 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
     oof_noise = np.zeros(n, dtype=np.float32)
     top = TopPerIdentity(C, top=100)
     fold_maps, best_epochs, n_clusters = [], [], []
-    n_steps = config.folds * (1 if config.method == "knn" else config.epochs)
+
+    refit_planned = config.refit if config.method != "knn" else 0
+    n_steps = (config.folds + refit_planned) * (1 if config.method == "knn" else config.epochs)
+
+    def network(k: int, tr_lab: np.ndarray, val_rows: np.ndarray, val_gt: dict, epochs: int,
+                step0: int, phase: str) -> dict:
+        """Train fold (or refit) ``k``'s network, save it and return its payload."""
+        seed = fold_seed(config.seed, k)
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        X_tr, y_tr, dyn = p.X[tr_lab], p.class_of[tr_lab], np.zeros(len(tr_lab), bool)
+        K = 0
+        if config.method == "noise":
+            Xn, yn, dn, K = _noise_training_set(config, p, k, rng)
+            X_tr, y_tr, dyn = (np.concatenate([X_tr, Xn]), np.concatenate([y_tr, yn]),
+                               np.concatenate([dyn, dn]))
+        n_classes = C if config.method == "nn" else 2 * C + K
+        mc = ModelConfig(in_dim=p.X.shape[1], emb_dim=config.emb_dim, n_classes=n_classes,
+                         s=config.s, m=config.m, batch_norm=config.batch_norm,
+                         dropout=config.dropout, head_init=config.head_init)
+        fd = FoldData(X=torch.as_tensor(X_tr, device=device), y=y_tr, dynamic=dyn,
+                      n_identities=C, n_clusters=K, n_classes=n_classes,
+                      X_val=torch.as_tensor(p.X[val_rows], device=device),
+                      val_names=p.names[val_rows], val_gt=val_gt, identity_ids=p.identity_ids)
+        t_fold = time.perf_counter()
+
+        def on_epoch(row: dict) -> None:
+            step = step0 + row["epoch"] + 1
+            run.append_metric({"fold": k, **row})
+            run.heartbeat(0.95 * min(1.0, step / n_steps), phase)
+            val = "" if np.isnan(row["val_map"]) else f" val mAP {row['val_map']:.4f}"
+            report(0.95 * min(1.0, step / n_steps),
+                   f"{phase} epoch {row['epoch'] + 1}/{epochs} loss {row['loss']:.3f}{val}")
+
+        res = train_fold(fd, model_config=mc, epochs=epochs, batch_size=config.batch_size,
+                         lr=config.lr, weight_decay=config.weight_decay,
+                         shadow_weights=(config.shadow_weight_start, config.shadow_weight_end),
+                         score_s=config.score_s, seed=seed, rng=rng, on_epoch=on_epoch,
+                         should_stop=run.cancel_requested)
+        refit = k >= config.folds
+        meta = {"method": config.method, "model_config": mc.to_dict(),
+                "identity_ids": p.identity_ids.tolist(), "n_clusters": K,
+                "n_train": int(len(X_tr)), "n_dynamic": int(dyn.sum()), "refit": refit}
+        payload = _checkpoint(config, k, res.state_dict, res.best_epoch, res.val_map, meta)
+        run.save_fold(k, payload, {"val_map": res.val_map, "best_epoch": res.best_epoch,
+                                   "seconds": round(time.perf_counter() - t_fold, 3),
+                                   "n_clusters": K, "refit": refit})
+        return payload
 
     for k in range(config.folds):
         val_rows = np.flatnonzero(p.fold == k)
@@ -227,7 +289,6 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
         for i, name in zip(p.ids[lab_val].tolist(), p.names[lab_val].tolist()):
             val_gt.setdefault(i, []).append(name)
         tr_lab = np.flatnonzero((p.ids > 0) & (p.fold != k))
-        seed = fold_seed(config.seed, k)
         phase = f"fold {k + 1}/{config.folds}"
         if config.method == "knn":
             knn_ref = (p.X[tr_lab], p.ids[tr_lab], p.identity_ids)
@@ -235,7 +296,7 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
         if k in done:
             payload = run.load_fold(k)
             _check_resumable(config, payload, k, run)
-            report(0.95 * (k + 1) / config.folds, f"{phase}: loaded (resume)")
+            report(0.95 * (k + 1) / (config.folds + refit_planned), f"{phase}: loaded (resume)")
         elif config.method == "knn":
             V = p.X[val_rows][None]
             s, _ = _score_views(config, None, V, C, device=device, knn_ref=knn_ref)
@@ -245,45 +306,7 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
             run.save_fold(k, payload, {"val_map": vm, "best_epoch": -1})
             run.append_metric({"fold": k, "epoch": 0, "loss": float("nan"), "val_map": vm, "time": 0.0})
         else:
-            torch.manual_seed(seed)
-            rng = np.random.default_rng(seed)
-            X_tr, y_tr, dyn = p.X[tr_lab], p.class_of[tr_lab], np.zeros(len(tr_lab), bool)
-            K = 0
-            if config.method == "noise":
-                Xn, yn, dn, K = _noise_training_set(config, p, k, rng)
-                X_tr, y_tr, dyn = (np.concatenate([X_tr, Xn]), np.concatenate([y_tr, yn]),
-                                   np.concatenate([dyn, dn]))
-            n_classes = C if config.method == "nn" else 2 * C + K
-            mc = ModelConfig(in_dim=p.X.shape[1], emb_dim=config.emb_dim, n_classes=n_classes,
-                             s=config.s, m=config.m, batch_norm=config.batch_norm,
-                             dropout=config.dropout)
-            fd = FoldData(X=torch.as_tensor(X_tr, device=device), y=y_tr, dynamic=dyn,
-                          n_identities=C, n_clusters=K, n_classes=n_classes,
-                          X_val=torch.as_tensor(p.X[val_rows], device=device),
-                          val_names=p.names[val_rows], val_gt=val_gt, identity_ids=p.identity_ids)
-            t_fold = time.perf_counter()
-
-            def on_epoch(row: dict, k=k, phase=phase) -> None:
-                step = k * config.epochs + row["epoch"] + 1
-                run.append_metric({"fold": k, **row})
-                run.heartbeat(0.95 * step / n_steps, phase)
-                report(0.95 * step / n_steps,
-                       f"{phase} epoch {row['epoch'] + 1}/{config.epochs} loss {row['loss']:.3f} "
-                       f"val mAP {row['val_map']:.4f}")
-
-            res = train_fold(fd, model_config=mc, epochs=config.epochs, batch_size=config.batch_size,
-                             lr=config.lr, weight_decay=config.weight_decay,
-                             shadow_weights=(config.shadow_weight_start, config.shadow_weight_end),
-                             score_s=config.score_s, seed=seed, rng=rng, on_epoch=on_epoch,
-                             should_stop=run.cancel_requested)
-            meta = {"method": config.method, "model_config": mc.to_dict(),
-                    "identity_ids": p.identity_ids.tolist(), "n_clusters": K,
-                    "n_train": int(len(X_tr)), "n_dynamic": int(dyn.sum())}
-            payload = _checkpoint(config, k, res.state_dict, res.best_epoch, res.val_map, meta)
-            run.save_fold(k, payload, {"val_map": res.val_map, "best_epoch": res.best_epoch,
-                                       "seconds": round(time.perf_counter() - t_fold, 3),
-                                       "n_clusters": K})
-            del fd
+            payload = network(k, tr_lab, val_rows, val_gt, config.epochs, k * config.epochs, phase)
 
         # Out-of-fold scores from the saved fold model (identical on resume).
         model = None
@@ -297,8 +320,25 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
         fold_maps.append(float(payload["val_map"]))
         best_epochs.append(int(payload["best_epoch"]))
         n_clusters.append(int(payload["meta"].get("n_clusters", 0)))
-        if run.cancel_requested() and k < config.folds - 1:
+        if run.cancel_requested() and (k < config.folds - 1 or refit_planned):
             raise TrainingCancelled(f"cancelled after fold {k + 1}")
+
+    # Refit: the folds chose how long to train; now train on every video (nothing held
+    # out), which matters most when identities have only a handful of videos each.
+    refit_epochs = epochs_from_folds(best_epochs, config.epochs) if refit_planned else 0
+    all_lab = np.flatnonzero(p.ids > 0)
+    no_rows = np.zeros(0, dtype=np.int64)
+    for j in range(refit_planned):
+        k = config.folds + j
+        phase = f"refit {j + 1}/{refit_planned} ({refit_epochs} epochs)"
+        if k in done:
+            _check_resumable(config, run.load_fold(k), k, run)
+            report(0.95 * (k + 1) / (config.folds + refit_planned), f"{phase}: loaded (resume)")
+            continue
+        network(k, all_lab, no_rows, {}, refit_epochs,
+                config.folds * config.epochs + j * refit_epochs, phase)
+        if run.cancel_requested() and j < refit_planned - 1:
+            raise TrainingCancelled(f"cancelled after refit {j + 1}")
 
     run.heartbeat(0.97, "out-of-fold scores")
     ranking = top.ranking(p.names, p.identity_ids)
@@ -319,6 +359,7 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
         "n_distractors": int(len(p.noise_rows)),
         "n_clustered_distractors": int((p.clusters >= 0).sum()),
         "noise_eps": None if np.isnan(p.noise_eps) else round(float(p.noise_eps), 6),
+        "refit_models": refit_planned, "refit_epochs": refit_epochs,
         "resumed_folds": sorted(done), "device": device,
         "seconds": round(time.perf_counter() - t_start, 3),
     }

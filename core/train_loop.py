@@ -150,12 +150,16 @@ def train_fold(
             y[dyn_rows] = new
             y_t = torch.as_tensor(y, device=device)
 
-        scores, _ = identity_scores(net, data.X_val, C, score_s=score_s)
-        val_map = validation_map(scores, data.val_names, data.val_gt, data.identity_ids)
+        if data.val_gt:
+            scores, _ = identity_scores(net, data.X_val, C, score_s=score_s)
+            val_map = validation_map(scores, data.val_names, data.val_gt, data.identity_ids)
+        else:
+            val_map = float("nan")  # a refit on every video: nothing held out
         row = {"epoch": epoch, "loss": total / max(seen, 1), "val_map": val_map,
                "time": time.perf_counter() - t0, "relabelled": changed, "shadow_weight": w_dyn}
         history.append(row)
-        if val_map > best[0] or best[2] is None:
+        # With a validation set the best epoch wins; without one, the last.
+        if val_map > best[0] or best[2] is None or (not data.val_gt and epoch == epochs - 1):
             best = (val_map, epoch, (copy.deepcopy(net.state_dict()), y.copy()))
         if on_epoch is not None:
             on_epoch(row)
