@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from core.knn import knn_scores, nearest_labelled  # noqa: E402
+from core.learn.knn import knn_scores, nearest_labelled  # noqa: E402
 
 
 def make_data(n_q: int, n_ref: int, dim: int, n_ids: int, seed: int):

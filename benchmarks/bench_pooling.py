@@ -24,8 +24,8 @@ import time
 
 import numpy as np
 
-from core.frames import FrameSet
-from core.pooling import pool_videos
+from core.io.frames import FrameSet
+from core.features.pooling import pool_videos
 
 
 def random_frameset(n_videos: int, *, mean_frames: float = 30.0, dim: int = 512,

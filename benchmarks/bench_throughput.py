@@ -40,8 +40,8 @@ def _timer(fn, inner: int):
 
 def train_step(n_classes: int, batch: int, dim: int, emb: int):
     """One training step of VideoNet + Adam, exactly as ``core.train_loop`` runs it."""
-    from core.model import ModelConfig, build_model
-    from core.train_loop import make_optimizer
+    from core.learn.model import ModelConfig, build_model
+    from core.learn.loop import make_optimizer
 
     net = build_model(ModelConfig(in_dim=dim, emb_dim=emb, n_classes=n_classes), seed=0)
     opt = make_optimizer(net, lr=1e-3, weight_decay=0.0)

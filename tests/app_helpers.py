@@ -207,9 +207,9 @@ def make_knn_run(demo: Path, runs: Path, *, folds: int = 3) -> tuple[Path, dict]
     >>> 0 <= summary["mAP"] <= 1  # doctest: +SKIP
     True
     """
-    from core.dataset import concat, open_split
+    from core.features.dataset import concat, open_split
     from core.runs import new_run_dir
-    from core.train import TrainConfig, fit
+    from core.learn import TrainConfig, fit
 
     cfg = TrainConfig(method="knn", folds=folds, views=False)
     pairs = [("train", demo / "face_train.pickle", demo / "train_gt.txt"),

@@ -40,11 +40,11 @@ def _open_folder(at, folder: Path):
 def test_data_page_shows_demo_counts(app_env):
     at = _app().run()
     assert not at.exception
-    from dashboard import data
+    from dashboard.cache import datasets as data
 
     demo = data.demo_dir("tiny")
     truth = pd.read_csv(demo / "truth.tsv", sep="\t")
-    from core.formats import read_features
+    from core.io.formats import read_features
 
     lengths = np.concatenate([read_features(demo / f"face_{s}.pickle").lengths
                               for s in ("train", "val", "test")])
@@ -156,7 +156,7 @@ def test_memory_estimates_of_the_dashboard(tmp_path, monkeypatch):
         estimate_dataset_bytes,
         estimate_load_bytes,
     )
-    from dashboard import data
+    from dashboard.cache import datasets as data
 
     mib = 2**20
     f = tmp_path / "face_train.pickle"
@@ -191,7 +191,7 @@ def _touch(folder: Path, *names: str) -> None:
 
 
 def test_detect_splits_2019_and_2018_layouts(tmp_path):
-    from dashboard.data import detect_splits
+    from dashboard.cache.datasets import detect_splits
 
     _touch(tmp_path / "y2019", "face_train_v2.pickle", "face_val_v2.pickle", "face_test.pickle",
            "train_gt.txt", "val_gt.txt", "readme.md")
@@ -211,7 +211,7 @@ def test_detect_splits_2019_and_2018_layouts(tmp_path):
 
 
 def test_detect_splits_errors(tmp_path):
-    from dashboard.data import detect_splits
+    from dashboard.cache.datasets import detect_splits
 
     _touch(tmp_path / "odd", "features.pickle")
     with pytest.raises(DataError, match="no iQIYI-VID feature files.*features.pickle"):
@@ -233,7 +233,7 @@ class _Evil:
 
 def test_uploaded_pickle_is_loaded_only_with_the_safe_loader(tmp_path, monkeypatch):
     """An upload that would run a command on load is refused and the command never runs."""
-    from dashboard import data
+    from dashboard.cache import datasets as data
 
     monkeypatch.setenv("VIDID_CACHE", str(tmp_path / "cache"))
     marker = tmp_path / "pwned"
@@ -255,7 +255,7 @@ def test_uploaded_pickle_is_loaded_only_with_the_safe_loader(tmp_path, monkeypat
 
 
 def test_read_truth_and_friendly_error(tmp_path):
-    from dashboard.data import friendly_error, read_truth
+    from dashboard.cache.datasets import friendly_error, read_truth
 
     p = tmp_path / "truth.tsv"
     p.write_text("video\tsplit\tperson\tkind\n"
@@ -272,7 +272,7 @@ def test_read_truth_and_friendly_error(tmp_path):
 
 def test_shared_loaded_arrays_are_read_only(tiny_demo):
     """Cached datasets are shared by all sessions: a page cannot mutate them."""
-    from dashboard import data
+    from dashboard.cache import datasets as data
 
     lv = data.load_dataset(data.detect_splits(tiny_demo))
     for arr in (lv.X, lv.ids, lv.names):
@@ -284,8 +284,8 @@ def test_shared_loaded_arrays_are_read_only(tiny_demo):
 def test_split_table_counts_labelled_empty_videos(tiny_demo):
     """Per split, labelled + distractors = videos: a ground-truth video without faces is
     still labelled (the tiny demo has empty videos both named and not named in its GT)."""
-    from core.formats import read_features, read_ground_truth
-    from dashboard import data
+    from core.io.formats import read_features, read_ground_truth
+    from dashboard.cache import datasets as data
 
     table = data.dataset_stats(data.detect_splits(tiny_demo))["per_split"].set_index("split")
     n_named_empty = 0

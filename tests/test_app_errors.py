@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from app_helpers import make_knn_run, open_page, tiny_app_env, wait_for_run
 
-from core.metrics import per_identity_ap, rank_videos
-from dashboard import run_data
+from core.learn.metrics import per_identity_ap, rank_videos
+from dashboard.cache import runs as run_data
 
 PAGE = "app_pages/errors.py"
 

@@ -37,7 +37,8 @@ def _digest(*arrays) -> str:
 
 
 def test_two_sessions_launch_at_once_and_share_caches_safely(env):
-    from dashboard import data, run_data
+    from dashboard.cache import datasets as data
+    from dashboard.cache import runs as run_data
 
     a, b = open_page(TRAINING), open_page(TRAINING)
     for at in (a, b):

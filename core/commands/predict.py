@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(2, "No such file or directory", args.feats)
     if os.path.isdir(args.out):
         raise IsADirectoryError(21, "Is a directory", args.out)
-    from core import train
+    from core import learn as train
 
     progress, close = (null_progress, None) if args.quiet else tqdm_progress("predict")
     try:
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     n_videos = len({v for vids in ranking.values() for v in vids})
     line = f"{args.out}: {len(ranking)} identities, {n_videos} distinct videos ranked"
     if args.gt:
-        from core.metrics import evaluate_files
+        from core.learn.metrics import evaluate_files
 
         line += f"; mAP {evaluate_files(args.gt, args.out)['mAP']:.4f} against {args.gt}"
     print(line)

@@ -32,7 +32,7 @@ _RESUME_FREE = ("device",)
 
 
 def register(subparsers) -> None:
-    from core.train_config import (
+    from core.learn.config import (
         TrainConfig,  # light (no torch): the defaults shown in --help
     )
 
@@ -120,7 +120,7 @@ def _check_unchanged(entries: list[dict], run_path) -> None:
 
 
 def _load_data(entries: list[dict], cfg: dict, progress) -> Any:
-    from core import dataset
+    from core.features import dataset
 
     pool_opts = {k: cfg[k] for k in ("weighting", "min_quality", "min_det") if k in cfg}
     parts = []
@@ -137,7 +137,7 @@ def _plan_new_run(args: argparse.Namespace):
     """Check options and the output directory; the run itself is created only
     once the data has loaded, so a data mistake leaves nothing behind."""
     from core import runs
-    from core.train import TrainConfig
+    from core.learn import TrainConfig
 
     if not args.data:
         raise ValueError("no training data: give at least one --data FEATS GT")
@@ -171,7 +171,7 @@ def _check_trainable(data, entries: list[dict], cfg=None) -> None:
         # The fold split training will use: refuse a folds count that leaves a fold without
         # a labelled video now, before a run directory exists (a failed run left at --out
         # would block re-running with a fixed --folds).
-        from core.train_folds import stratified_folds
+        from core.learn.folds import stratified_folds
 
         ids = np.asarray(data.ids)
         lab = ids[ids > 0]
@@ -184,7 +184,7 @@ def _check_trainable(data, entries: list[dict], cfg=None) -> None:
 
 def _resume_run(args: argparse.Namespace):
     from core import runs
-    from core.train import TrainConfig
+    from core.learn import TrainConfig
 
     target = args.out if args.resume is True else args.resume
     if target is None:
@@ -273,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
             if close:
                 close()
         bar, close = (null_progress, None) if args.quiet else tqdm_progress(f"train {cfg.method}")
-        from core import train
+        from core import learn as train
 
         summary = train.fit(cfg, data, run_, progress=_beating(run_, bar), resume=resume,
                             noise_labels=_stored_noise_labels(run_, data))

@@ -14,7 +14,8 @@ import pandas as pd
 import streamlit as st
 
 from core.synth import PRESETS
-from dashboard import charts, data
+from dashboard import charts
+from dashboard.cache import datasets as data
 
 st.title("Data")
 st.caption("The dataset every page works on: the built-in synthetic demo, a folder of real "

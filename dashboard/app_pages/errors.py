@@ -12,7 +12,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, run_charts, run_data
+from dashboard import run_charts
+from dashboard.cache import datasets as data
+from dashboard.cache import runs as run_data
 
 PAGE = "errors"
 K_RUN = f"{PAGE}_run"
@@ -31,7 +33,7 @@ def _no_run(spec: data.DatasetSpec | None, root: Path) -> None:
         return
     if c2.button("Train the KNN baseline now", key=f"{PAGE}_quick_knn", type="primary",
                  icon=":material/bolt:"):
-        from core.launch import launch_training
+        from core.runs.launch import launch_training
 
         pairs = [(s.name, s.feats, s.gt) for s in spec.splits if s.name in ("train", "val")]
         try:

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data
+from dashboard import charts
+from dashboard.cache import datasets as data
 
 st.title("Map")
 st.caption("Each dot is a video, placed so that videos with similar pooled face vectors sit "

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data
+from dashboard import charts
+from dashboard.cache import datasets as data
 
 st.title("Noise clusters")
 st.caption("Distractors (videos of people outside the known identities) that recur form "

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import data, run_charts, run_data
+from dashboard import run_charts
+from dashboard.cache import datasets as data
+from dashboard.cache import runs as run_data
 
 PAGE = "training"
 K_FOLLOW = f"{PAGE}_followed"      # path of the run whose progress is shown
@@ -23,7 +25,7 @@ RESUMABLE = ("interrupted", "failed", "cancelled")
 
 
 def _defaults() -> dict:
-    from core.train_config import TrainConfig
+    from core.learn.config import TrainConfig
 
     return TrainConfig().to_dict()
 
@@ -88,7 +90,7 @@ def _launch_form(spec: data.DatasetSpec, root: Path) -> None:
                   augment=bool(augment))
     noise = chosen if (chosen is not None and source == options[0] and method == "noise") else None
     pairs = [(s.name, s.feats, s.gt) for s in spec.splits if s.name in ("train", "val")]
-    from core.launch import launch_training
+    from core.runs.launch import launch_training
 
     try:
         run_dir = launch_training(pairs, config, root, noise_labels=noise)
@@ -213,7 +215,7 @@ def _runs_section(root: Path) -> None:
     c1, c2, c3 = st.columns(3)
     if row["state"] in RESUMABLE:
         if c1.button("Resume this run", key=f"{PAGE}_resume", icon=":material/replay:"):
-            from core.launch import resume_training
+            from core.runs.launch import resume_training
 
             try:
                 before = run_data.run_status(row["path"])[1].get("resumed")

@@ -14,8 +14,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.names import canonical_name
-from dashboard import data, run_charts, run_data
+from core.io.names import canonical_name
+from dashboard import run_charts
+from dashboard.cache import datasets as data
+from dashboard.cache import runs as run_data
 
 PAGE = "review"
 K_VIDEO = f"{PAGE}_video"
@@ -100,7 +102,7 @@ def _prediction(rs: run_data.RunScores | None, video: str, pooled: np.ndarray,
 
 def _frames_section(lv, row: int, video: str, true_id: int, pred_id: int | None,
                     centre_ids: np.ndarray, centres: np.ndarray) -> None:
-    from core.pooling import frame_weights
+    from core.features.pooling import frame_weights
 
     fs = lv.frames
     a, b = int(fs.offsets[row]), int(fs.offsets[row + 1])

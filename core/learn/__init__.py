@@ -1,0 +1,28 @@
+"""Noise-aware training with cross-validation, fold ensembles and prediction.
+
+``fit`` runs the protocol of the 5th-place iQIYI-VID 2018 solution on pooled videos:
+
+1. identities -> classes ``0..C-1``; labelled videos split into stratified folds,
+   distractors (``ids == 0``) into random folds;
+2. ``noise`` mode: DBSCAN over the distractors gives ``K`` noise-cluster classes and
+   ``C`` shadow classes are added (:mod:`core.noise_labels`); optional extra
+   distractors from :func:`core.pooling.augment_noise`;
+3. per fold (seeded by ``(seed, fold)``, so a resumed run equals an uninterrupted
+   one): train (:func:`core.train_loop.train_fold`), keep the best epoch by the
+   official mAP on the fold's held-out labelled + distractor videos, save the
+   checkpoint, score the held-out videos (out-of-fold scores, test-time views);
+4. the out-of-fold ranking gives the run's mAP and per-identity AP.
+
+``predict_scores`` / ``predict_submission`` ensemble the fold models of a complete
+run over new videos. ``knn`` runs through the same interface (:mod:`core.knn`).
+"""
+
+from __future__ import annotations
+
+from core.learn.config import (METHODS, TrainConfig, TrainingCancelled, cluster_distractors,
+                               fold_seed, resolve_device)
+from core.learn.fit import fit
+from core.learn.predict import predict_scores, predict_submission
+
+__all__ = ["METHODS", "TrainConfig", "TrainingCancelled", "cluster_distractors", "fit",
+           "fold_seed", "predict_scores", "predict_submission", "resolve_device"]
