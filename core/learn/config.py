@@ -1,4 +1,4 @@
-"""Training options (:class:`TrainConfig`) and helpers shared by fit and predict.
+"""Training options (:class:`TrainConfig`), the device, fold seeds and the distractors' DBSCAN.
 
 No torch import at module level: the dashboard builds configs without paying for it.
 """
@@ -13,7 +13,6 @@ from typing import Callable
 import numpy as np
 
 from core.learn.ensemble import ENSEMBLES
-from core.io.frames import FrameSet
 
 ProgressFn = Callable[[float, str], None]
 
@@ -162,52 +161,3 @@ def cluster_distractors(X: np.ndarray, eps: float | None,
         return labels, eps
     graph = NeighborGraph.build(X, max_eps=eps)
     return np.asarray(graph.dbscan(eps, min_samples), dtype=np.int64), float(eps)
-
-
-def _frame_rows(frames: FrameSet, names: np.ndarray) -> np.ndarray:
-    """Row in ``frames`` of each name (identity when the orders agree)."""
-    if len(frames.names) == len(names) and np.array_equal(np.asarray(frames.names, dtype=object), names):
-        return np.arange(len(names))
-    return np.fromiter((frames.index_of(n) for n in names), dtype=np.int64, count=len(names))
-
-
-def _pool_opts(config: TrainConfig) -> dict:
-    return {"weighting": config.weighting, "min_quality": config.min_quality, "min_det": config.min_det}
-
-
-def _view_stack(config: TrainConfig, X: np.ndarray, frames: FrameSet | None,
-                rows: np.ndarray, use_views: bool) -> np.ndarray:
-    """(n_views, n, d): the pooled vectors, plus the other test-time views if asked."""
-    if not use_views or frames is None:
-        return X[None]
-    from core.features.pooling import pool_views
-
-    V = pool_views(frames, rows=rows, **_pool_opts(config))
-    V[0] = X  # the "full" view is the pooled vector itself
-    return V
-
-
-# ----------------------------------------------------------------------------- scoring
-
-def _score_views(config: TrainConfig, model, V: np.ndarray, n_ids: int, *, device: str,
-                 knn_ref: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Scores (n, C) and noise mass (n,), max over the views of ``V`` (n_views, n, d)."""
-    import torch
-
-    from core.learn.loop import identity_scores
-
-    best, noise = None, None
-    for v in range(V.shape[0]):
-        if knn_ref is not None:
-            from core.learn.knn import knn_scores
-
-            Xr, ids_r, id_list = knn_ref
-            s = knn_scores(V[v], Xr, ids_r, id_list, k=config.knn_k, agg=config.knn_agg)
-            z = np.zeros(len(s), np.float32)
-        else:
-            Xv = torch.as_tensor(np.ascontiguousarray(V[v]), device=device)
-            s, z = identity_scores(model, Xv, n_ids, score_s=config.score_s)
-        best = s if best is None else np.maximum(best, s)
-        noise = z if noise is None else np.minimum(noise, z)
-    return best, noise

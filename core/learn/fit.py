@@ -11,9 +11,8 @@ import numpy as np
 from core.learn.ensemble import TopPerIdentity, top_k_per_row
 from core.errors import DataError
 from core.learn.noise_labels import compact_clusters, noise_targets, random_shadow_labels
-from core.learn.config import (TrainConfig, TrainingCancelled, _frame_rows, _pool_opts,
-                               _score_views, _view_stack, cluster_distractors, fold_seed,
-                               resolve_device)
+from core.learn.config import TrainConfig, TrainingCancelled, cluster_distractors, fold_seed, resolve_device
+from core.learn.scoring import frame_rows_of, pool_opts, score_views, view_stack
 from core.learn.folds import random_folds, stratified_folds
 
 ProgressFn = Callable[[float, str], None]
@@ -76,7 +75,7 @@ def _prepare(config: TrainConfig, data, noise_labels: np.ndarray | None) -> _Pre
     else:
         clusters, noise_eps = cluster_distractors(X[noise_rows], config.eps, config.min_samples)
     frames = getattr(data, "frames", None)
-    frame_rows = _frame_rows(frames, names) if frames is not None else np.arange(len(names))
+    frame_rows = frame_rows_of(frames, names) if frames is not None else np.arange(len(names))
     return _Prepared(names, X, ids, frames, frame_rows, identity_ids, class_of, fold,
                      noise_rows, clusters, noise_eps)
 
@@ -97,7 +96,7 @@ def _noise_training_set(config: TrainConfig, p: _Prepared, k: int, rng: np.rando
         n_join = n_default if config.n_join is None else config.n_join
         n_cut = n_default if config.n_cut is None else config.n_cut
         X_aug, sources = augment_noise(p.frames, p.frame_rows[rows], rng=rng, n_join=n_join,
-                                       n_cut=n_cut, **_pool_opts(config))
+                                       n_cut=n_cut, **pool_opts(config))
         if len(sources):
             # A cut piece shows the same person as its source: inherit a cluster class.
             label_of = {str(p.names[r]): (int(t), bool(d)) for r, t, d in zip(rows, y, dynamic)}
@@ -238,7 +237,7 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
             report(0.95 * (k + 1) / config.folds, f"{phase}: loaded (resume)")
         elif config.method == "knn":
             V = p.X[val_rows][None]
-            s, _ = _score_views(config, None, V, C, device=device, knn_ref=knn_ref)
+            s, _ = score_views(config, None, V, C, device=device, knn_ref=knn_ref)
             vm = validation_map(s, p.names[val_rows], val_gt, p.identity_ids)
             payload = _checkpoint(config, k, {}, -1, vm, {"method": "knn",
                                   "identity_ids": p.identity_ids.tolist(), "n_clusters": 0})
@@ -289,8 +288,8 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
         model = None
         if config.method != "knn":
             model = model_from_checkpoint(payload["meta"]["model_config"], payload["state_dict"]).to(device)
-        V = _view_stack(config, p.X[val_rows], p.frames, p.frame_rows[val_rows], config.views)
-        s, z = _score_views(config, model, V, C, device=device, knn_ref=knn_ref)
+        V = view_stack(config, p.X[val_rows], p.frames, p.frame_rows[val_rows], config.views)
+        s, z = score_views(config, model, V, C, device=device, knn_ref=knn_ref)
         idx, val = top_k_per_row(s, kstore)
         oof_idx[val_rows], oof_val[val_rows], oof_noise[val_rows] = idx, val, z
         top.update(s, val_rows)

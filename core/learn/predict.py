@@ -10,7 +10,8 @@ import numpy as np
 from core.learn.ensemble import TopPerIdentity, fold_weights
 from core.errors import DataError
 from core.io.frames import FrameSet
-from core.learn.config import TrainConfig, _pool_opts, _score_views, _view_stack, resolve_device
+from core.learn.config import TrainConfig, resolve_device
+from core.learn.scoring import pool_opts, score_views, view_stack
 
 ProgressFn = Callable[[float, str], None]
 
@@ -61,7 +62,7 @@ class _Ensemble:
         use_views = cfg.views if views is None else bool(views)
         report = progress or (lambda f, m="": None)
         report(0.0, "pooling")
-        pv = pool_videos(frames, **_pool_opts(cfg))
+        pv = pool_videos(frames, **pool_opts(cfg))
         if pv.X.shape[1:] != (self._in_dim(),):
             raise DataError(f"{frames.source or 'features'}: features have {pv.X.shape[1]} values, "
                             f"the run was trained on {self._in_dim()}")
@@ -71,14 +72,14 @@ class _Ensemble:
         def blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
             for start in range(0, n, _BLOCK):
                 rows = np.arange(start, min(start + _BLOCK, n))
-                V = _view_stack(cfg, pv.X[rows], frames, rows_in_frames[rows], use_views)
+                V = view_stack(cfg, pv.X[rows], frames, rows_in_frames[rows], use_views)
                 if self.knn_ref is not None:
-                    total, _ = _score_views(cfg, None, V, len(self.identity_ids), device=self.device,
+                    total, _ = score_views(cfg, None, V, len(self.identity_ids), device=self.device,
                                             knn_ref=self.knn_ref)
                 else:
                     total = None
                     for w, model in zip(self.weights, self.models):
-                        s, _ = _score_views(cfg, model, V, len(self.identity_ids), device=self.device)
+                        s, _ = score_views(cfg, model, V, len(self.identity_ids), device=self.device)
                         total = w * s if total is None else total + w * s
                 report(min(1.0, (start + len(rows)) / max(n, 1)), f"{start + len(rows)}/{n} videos")
                 yield rows, total.astype(np.float32)
