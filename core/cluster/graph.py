@@ -371,12 +371,3 @@ class NoiseDBSCAN:
 
     def fit_predict(self, X: np.ndarray, y=None) -> np.ndarray:
         return self.fit(X).labels_
-
-
-def __getattr__(name: str):
-    # Report helpers live in core.cluster_report; re-export lazily (it imports pandas).
-    if name in ("suggest_eps", "eps_sweep", "summarize_clusters", "knee_index"):
-        from core.cluster import report as cluster_report
-
-        return getattr(cluster_report, name)
-    raise AttributeError(f"module 'core.cluster.graph' has no attribute {name!r}")

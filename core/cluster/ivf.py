@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.cluster.neighbors import (_F32_EPS, DEFAULT_MAX_EDGES, ProgressFn, RadiusGraph, pair_sqdist,
+from core.cluster.neighbors import (F32_EPS, DEFAULT_MAX_EDGES, ProgressFn, RadiusGraph, pair_sqdist,
                             screen_pairs, squared_norms, symmetric_csr)
 
 
@@ -48,7 +48,7 @@ def build_ivf_graph(X: np.ndarray, max_eps: float, *, nlist: int | None = None, 
     X32 = np.ascontiguousarray(X, dtype=np.float32)
     norms = squared_norms(X)
     n32 = norms.astype(np.float32)
-    tol = 4.0 * (d + 2) * _F32_EPS * float(norms.max()) + 1e-12
+    tol = 4.0 * (d + 2) * F32_EPS * float(norms.max()) + 1e-12
     report = progress or (lambda f, m="": None)
 
     rng = np.random.default_rng(seed)

@@ -28,7 +28,7 @@ ProgressFn = Callable[[float, str], None]
 
 #: Default cap on stored undirected pairs (each costs ~24 bytes in the CSR).
 DEFAULT_MAX_EDGES = 100_000_000
-_F32_EPS = float(np.finfo(np.float32).eps)
+F32_EPS = float(np.finfo(np.float32).eps)
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def build_radius_graph(X: np.ndarray, max_eps: float, *, block_rows: int | None 
     X32 = X if X.dtype == np.float32 else X.astype(np.float32)
     n32 = norms.astype(np.float32)
     # Rounding bound of the float32 screen: |2 x.y error| <= d * u * (|x|^2 + |y|^2); x2 margin.
-    tol = 4.0 * (d + 2) * _F32_EPS * float(norms.max()) + 1e-12
+    tol = 4.0 * (d + 2) * F32_EPS * float(norms.max()) + 1e-12
     if block_rows is None:
         block_rows = int(max(64, min(4096, 32_000_000 // max(n, 1))))
     rows_out: list[np.ndarray] = []
@@ -254,7 +254,7 @@ def graph_recall(graph: RadiusGraph, X: np.ndarray, *, sample: int = 1000, seed:
     norms = squared_norms(X)
     X32 = np.ascontiguousarray(X, dtype=np.float32)
     r2 = graph.max_eps ** 2
-    tol = 4.0 * (X.shape[1] + 2) * _F32_EPS * float(norms.max()) + 1e-12
+    tol = 4.0 * (X.shape[1] + 2) * F32_EPS * float(norms.max()) + 1e-12
     n32 = norms.astype(np.float32)
     n_true = n_found = 0
     true_d2: list[np.ndarray] = []

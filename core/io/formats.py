@@ -88,6 +88,11 @@ def read_features(path: str | os.PathLike, *, cache: bool = True,
     return fs
 
 
+def feature_cache_file(path: str | os.PathLike, cache_dir=None) -> Path:
+    """The columnar cache file :func:`read_features` uses for ``path`` (may not exist yet)."""
+    return _cache_entry(path, cache_dir)[0]
+
+
 def _cache_entry(path: str | os.PathLike, cache_dir) -> tuple[Path, str]:
     p = Path(path).resolve()
     st = p.stat()
@@ -387,6 +392,7 @@ __all__ = [
     "MAX_PER_LINE",
     "GroundTruth",
     "check_ground_truth",
+    "feature_cache_file",
     "load_pickle_safe",
     "read_features",
     "read_ground_truth",

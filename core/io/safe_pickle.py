@@ -206,4 +206,27 @@ def require_file(path: str | os.PathLike, what: str) -> None:
         raise FileNotFoundError(2, "No such file or directory", str(path))
 
 
-__all__ = ["load_pickle_safe", "require_file"]
+# --- for torch checkpoints (core.runs.run.Run.load_fold) ---------------------------------
+
+def torch_safe_globals() -> list:
+    """numpy types a fold checkpoint may hold besides tensors (``torch.load(weights_only=True)``).
+
+    ``numpy.ndarray`` and numpy's ``_reconstruct`` / ``scalar`` resolve to the guarded
+    stand-ins of this module: the real ``ndarray`` would be callable as
+    ``ndarray(shape, dtype('O'), raw bytes)``, an object array over file bytes.
+    """
+    allowed: list = [(_CheckedArray, "numpy.ndarray"), np.dtype]
+    for mod_name in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        allowed += [(_safe_reconstruct, f"{mod_name}._reconstruct"),
+                    (_safe_scalar, f"{mod_name}.scalar")]
+    allowed += [getattr(np.dtypes, n) for n in getattr(np.dtypes, "__all__", ())
+                if n != "ObjectDType"]
+    return allowed
+
+
+def plain_arrays(obj: object) -> object:
+    """``obj`` with every guarded stand-in array (nested in lists/dicts/tuples) a plain ndarray."""
+    return _plain(obj)
+
+
+__all__ = ["load_pickle_safe", "plain_arrays", "require_file", "torch_safe_globals"]

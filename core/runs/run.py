@@ -42,6 +42,7 @@ import numpy as np
 
 from core.atomic import atomic_open, atomic_write_text
 from core.errors import DataError
+from core.io.safe_pickle import plain_arrays, torch_safe_globals
 from core.runs.liveness import pid_alive, process_start_ticks
 from core.runs.files import (CANCEL, CONFIG, FOLD_RE, METRICS, STALE_AFTER_S, STATES, STATUS,
                             SUMMARY, age_seconds, dumps_json, effective_state, json_default,
@@ -78,24 +79,6 @@ def _safe_name(name: str, suffix: str) -> str:
         raise ValueError(f"bad run file name {name!r}: use letters, digits, '_', '-', '.' "
                          "(and not config/status/metrics/summary)")
     return base + suffix
-
-
-def _torch_safe_globals() -> list:
-    """numpy types a fold checkpoint may hold besides tensors (weights_only loading).
-
-    ``numpy.ndarray`` and numpy's ``_reconstruct`` / ``scalar`` resolve to the guarded
-    stand-ins of :mod:`core.safe_pickle`: the real ``ndarray`` would be callable as
-    ``ndarray(shape, dtype('O'), raw bytes)``, an object array over file bytes.
-    """
-    from core.io.safe_pickle import _CheckedArray, _safe_reconstruct, _safe_scalar
-
-    allowed: list = [(_CheckedArray, "numpy.ndarray"), np.dtype]
-    for mod_name in ("numpy._core.multiarray", "numpy.core.multiarray"):
-        allowed += [(_safe_reconstruct, f"{mod_name}._reconstruct"),
-                    (_safe_scalar, f"{mod_name}.scalar")]
-    allowed += [getattr(np.dtypes, n) for n in getattr(np.dtypes, "__all__", ())
-                if n != "ObjectDType"]
-    return allowed
 
 
 def _sha256(path: Path) -> str:
@@ -361,14 +344,13 @@ class Run:
         if verify and info.get("bytes") is not None and pt.stat().st_size != info["bytes"]:
             raise DataError(f"{pt}: {pt.stat().st_size} bytes, its .done marker says {info['bytes']}")
         try:
-            with torch.serialization.safe_globals(_torch_safe_globals()):
+            with torch.serialization.safe_globals(torch_safe_globals()):
                 obj = torch.load(pt, map_location=map_location, weights_only=True)
         except Exception as exc:  # torch raises many types for a bad file
             raise DataError(f"{pt}: cannot load checkpoint: {' '.join(str(exc).split())[:200]}") from None
         if not isinstance(obj, dict):
             raise DataError(f"{pt}: expected a dict checkpoint, got {type(obj).__name__}")
-        from core.io.safe_pickle import _plain
-        return _plain(obj)  # guarded stand-in arrays -> plain ndarrays
+        return plain_arrays(obj)  # guarded stand-in arrays -> plain ndarrays
 
     # -- arrays and JSON documents -----------------------------------------------------
     def save_array(self, name: str, **arrays: Any) -> None:

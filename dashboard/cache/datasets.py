@@ -232,10 +232,10 @@ def feature_cached(path: str | os.PathLike) -> bool:
     >>> feature_cached("/nonexistent/face_val.pickle")
     False
     """
-    from core.io.formats import _cache_entry
+    from core.io.formats import feature_cache_file
 
     try:
-        return _cache_entry(path, None)[0].is_file()
+        return feature_cache_file(path, None).is_file()
     except OSError:
         return False
 
