@@ -35,13 +35,14 @@ def register(subparsers) -> None:
     from core.learn.config import (
         TrainConfig,  # light (no torch): the defaults shown in --help
     )
+    from core.learn.methods import method_names
 
     D = TrainConfig()
     p = subparsers.add_parser("train", help="train a run (knn, nn or noise)", description=DESCRIPTION)
     p.add_argument("--data", nargs=2, action="append", metavar=("FEATS", "GT"), default=None,
                    help="a feature pickle and its ground truth (either layout, or '-' for none); "
                         "repeat for several splits (e.g. train and val)")
-    p.add_argument("--method", choices=("knn", "nn", "noise"), default=None,
+    p.add_argument("--method", choices=method_names(), default=None,
                    help=f"training method (default {D.method})")
     p.add_argument("--out", metavar="RUN_DIR", default=None,
                    help="run directory to create (must not hold a run); default: a new "

@@ -19,10 +19,12 @@ run over new videos. ``knn`` runs through the same interface (:mod:`core.knn`).
 
 from __future__ import annotations
 
-from core.learn.config import (METHODS, TrainConfig, TrainingCancelled, cluster_distractors,
+from core.learn.config import (TrainConfig, TrainingCancelled, cluster_distractors,
                                fold_seed, resolve_device)
 from core.learn.fit import fit
+from core.learn.methods import Method, get_method, method_names, register_method, unregister_method
 from core.learn.predict import predict_scores, predict_submission
 
-__all__ = ["METHODS", "TrainConfig", "TrainingCancelled", "cluster_distractors", "fit",
-           "fold_seed", "predict_scores", "predict_submission", "resolve_device"]
+__all__ = ["Method", "TrainConfig", "TrainingCancelled", "cluster_distractors", "fit",
+           "fold_seed", "get_method", "method_names", "predict_scores", "predict_submission",
+           "register_method", "resolve_device", "unregister_method"]

@@ -13,10 +13,10 @@ from typing import Callable
 import numpy as np
 
 from core.learn.ensemble import ENSEMBLES
+from core.learn.methods import method_names
 
 ProgressFn = Callable[[float, str], None]
 
-METHODS = ("knn", "nn", "noise")
 
 
 class TrainingCancelled(Exception):
@@ -29,7 +29,7 @@ class TrainConfig:
 
     Attributes
     ----------
-    method : "knn" | "nn" | "noise"
+    method : a registered training method (:mod:`core.learn.methods`: "knn" | "nn" | "noise")
     folds : cross-validation folds (>= 2)
     epochs, batch_size, lr, weight_decay : Adam training
     s, m : ArcFace scale and margin; emb_dim, batch_norm, dropout : the embedding
@@ -87,8 +87,8 @@ class TrainConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.method not in method_names():
+            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(method_names())}")
         if self.ensemble not in ENSEMBLES:
             raise ValueError(f"unknown ensemble {self.ensemble!r}; choose one of {', '.join(ENSEMBLES)}")
         for name in ("folds",):

@@ -14,6 +14,7 @@ from core.learn.noise_labels import compact_clusters, noise_targets, random_shad
 from core.learn.config import TrainConfig, TrainingCancelled, cluster_distractors, fold_seed, resolve_device
 from core.learn.scoring import frame_rows_of, pool_opts, score_views, view_stack
 from core.learn.folds import random_folds, stratified_folds
+from core.learn.methods import get_method
 
 ProgressFn = Callable[[float, str], None]
 
@@ -62,7 +63,7 @@ def _prepare(config: TrainConfig, data, noise_labels: np.ndarray | None) -> _Pre
     class_of[lab_rows] = np.searchsorted(identity_ids, ids[lab_rows])
 
     noise_eps = float("nan")
-    if config.method != "noise":
+    if not get_method(config.method).noise_classes:
         clusters = np.full(len(noise_rows), -1, dtype=np.int64)
     elif noise_labels is not None:
         nl = np.asarray(noise_labels, dtype=np.int64)
@@ -204,10 +205,11 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
     C, n = len(p.identity_ids), len(p.names)
     done = set(run.completed_folds()) if resume else set()
     knn_ref = None
-    if config.method == "knn":
+    method = get_method(config.method)
+    if not method.trains_network:
         lab = p.ids > 0
         run.save_array("knn_reference", X=p.X[lab], ids=p.ids[lab], names=p.names[lab])
-    if config.method == "noise":
+    if method.noise_classes:
         run.save_array("noise_clusters", names=p.names[p.noise_rows], labels=p.clusters,
                        fold=p.fold[p.noise_rows], eps=np.float64(p.noise_eps))
 
@@ -217,7 +219,7 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
     oof_noise = np.zeros(n, dtype=np.float32)
     top = TopPerIdentity(C, top=100)
     fold_maps, best_epochs, n_clusters = [], [], []
-    n_steps = config.folds * (1 if config.method == "knn" else config.epochs)
+    n_steps = config.folds * (config.epochs if method.trains_network else 1)
 
     for k in range(config.folds):
         val_rows = np.flatnonzero(p.fold == k)
@@ -228,18 +230,18 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
         tr_lab = np.flatnonzero((p.ids > 0) & (p.fold != k))
         seed = fold_seed(config.seed, k)
         phase = f"fold {k + 1}/{config.folds}"
-        if config.method == "knn":
+        if not method.trains_network:
             knn_ref = (p.X[tr_lab], p.ids[tr_lab], p.identity_ids)
 
         if k in done:
             payload = run.load_fold(k)
             _check_resumable(config, payload, k, run)
             report(0.95 * (k + 1) / config.folds, f"{phase}: loaded (resume)")
-        elif config.method == "knn":
+        elif not method.trains_network:
             V = p.X[val_rows][None]
             s, _ = score_views(config, None, V, C, device=device, knn_ref=knn_ref)
             vm = validation_map(s, p.names[val_rows], val_gt, p.identity_ids)
-            payload = _checkpoint(config, k, {}, -1, vm, {"method": "knn",
+            payload = _checkpoint(config, k, {}, -1, vm, {"method": config.method,
                                   "identity_ids": p.identity_ids.tolist(), "n_clusters": 0})
             run.save_fold(k, payload, {"val_map": vm, "best_epoch": -1})
             run.append_metric({"fold": k, "epoch": 0, "loss": float("nan"), "val_map": vm, "time": 0.0})
@@ -248,11 +250,11 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
             rng = np.random.default_rng(seed)
             X_tr, y_tr, dyn = p.X[tr_lab], p.class_of[tr_lab], np.zeros(len(tr_lab), bool)
             K = 0
-            if config.method == "noise":
+            if method.noise_classes:
                 Xn, yn, dn, K = _noise_training_set(config, p, k, rng)
                 X_tr, y_tr, dyn = (np.concatenate([X_tr, Xn]), np.concatenate([y_tr, yn]),
                                    np.concatenate([dyn, dn]))
-            n_classes = C if config.method == "nn" else 2 * C + K
+            n_classes = method.n_classes(C, K)
             mc = ModelConfig(in_dim=p.X.shape[1], emb_dim=config.emb_dim, n_classes=n_classes,
                              s=config.s, m=config.m, batch_norm=config.batch_norm,
                              dropout=config.dropout)
@@ -286,7 +288,7 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
 
         # Out-of-fold scores from the saved fold model (identical on resume).
         model = None
-        if config.method != "knn":
+        if method.trains_network:
             model = model_from_checkpoint(payload["meta"]["model_config"], payload["state_dict"]).to(device)
         V = view_stack(config, p.X[val_rows], p.frames, p.frame_rows[val_rows], config.views)
         s, z = score_views(config, model, V, C, device=device, knn_ref=knn_ref)

@@ -11,6 +11,7 @@ from core.learn.ensemble import TopPerIdentity, fold_weights
 from core.errors import DataError
 from core.io.frames import FrameSet
 from core.learn.config import TrainConfig, resolve_device
+from core.learn.methods import get_method
 from core.learn.scoring import pool_opts, score_views, view_stack
 
 ProgressFn = Callable[[float, str], None]
@@ -43,7 +44,7 @@ class _Ensemble:
         self.weights = fold_weights([p["val_map"] for p in self.payloads], self.config.ensemble)
         self.models: list = []
         self.knn_ref = None
-        if self.config.method == "knn":
+        if not get_method(self.config.method).trains_network:
             ref = run.load_array("knn_reference")
             self.knn_ref = (ref["X"], ref["ids"], self.identity_ids)
             self.weights = np.ones(1)  # one reference set: all labelled videos

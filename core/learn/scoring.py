@@ -48,10 +48,9 @@ def score_views(config: TrainConfig, model, V: np.ndarray, n_ids: int, *, device
     best, noise = None, None
     for v in range(V.shape[0]):
         if knn_ref is not None:
-            from core.learn.knn import knn_scores
+            from core.learn.methods import get_method
 
-            Xr, ids_r, id_list = knn_ref
-            s = knn_scores(V[v], Xr, ids_r, id_list, k=config.knn_k, agg=config.knn_agg)
+            s = get_method(config.method).scorer(config, knn_ref, V[v])
             z = np.zeros(len(s), np.float32)
         else:
             Xv = torch.as_tensor(np.ascontiguousarray(V[v]), device=device)

@@ -71,12 +71,11 @@ def launch_training(spec_pairs: Sequence[Sequence[str | None]], config: Any,
     ...                           {"method": "knn", "folds": 3}, "/tmp/runs")
     """
     from core.learn.config import TrainConfig  # no torch: cheap to import here
+    from core.learn.methods import get_method
 
     cfg = _config_dict(config)
     pairs = _check_pairs(spec_pairs)
-    method = cfg.get("method")
-    if method not in ("knn", "nn", "noise"):
-        raise ValueError(f"unknown training method {method!r}; expected knn, nn or noise")
+    method = get_method(cfg.get("method")).name
     cfg = {**cfg, **TrainConfig.from_dict(cfg).to_dict()}  # every option checked (and filled) now
     if noise_labels is not None:
         names, labels = _check_noise_labels(noise_labels)

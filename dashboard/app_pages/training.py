@@ -31,16 +31,17 @@ def _defaults() -> dict:
 
 
 def _launch_form(spec: data.DatasetSpec, root: Path) -> None:
+    from core.learn.methods import get_method, method_names
+
     defaults = _defaults()
     chosen = st.session_state.get(data.KEY_NOISE_LABELS)
     with st.form(f"{PAGE}_form", border=True):
         c1, c2, c3 = st.columns(3)
+        names = list(method_names())
         method = c1.radio(
-            "Method", ["knn", "nn", "noise"], index=2, key=f"{PAGE}_method", horizontal=True,
-            captions=["KNN baseline (seconds)", "ArcFace network", "noise-aware network"],
-            help="knn: cosine KNN on pooled features. nn: linear embedding + ArcFace head "
-                 "over the identities. noise: the same with DBSCAN noise clusters and dynamic "
-                 "shadow classes for the distractors (the 5th-place method).")
+            "Method", names, index=names.index(defaults["method"]), key=f"{PAGE}_method",
+            horizontal=True, captions=[get_method(n).caption for n in names],
+            help=" ".join(f"{n}: {get_method(n).summary}." for n in names))
         folds = c2.slider("Cross-validation folds", 2, 10, int(defaults["folds"]), key=f"{PAGE}_folds")
         epochs = c3.number_input("Epochs (nn / noise)", 1, 500, int(defaults["epochs"]),
                                  key=f"{PAGE}_epochs")
