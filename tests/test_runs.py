@@ -336,6 +336,9 @@ def test_default_root_from_env(monkeypatch, tmp_path: Path):
     monkeypatch.setenv("VIDID_RUNS", str(tmp_path))
     assert runs.default_runs_root() == tmp_path
     monkeypatch.delenv("VIDID_RUNS")
+    monkeypatch.setenv("VIDID_CACHE", str(tmp_path / "cache"))  # one rule with the dashboard's
+    assert runs.default_runs_root() == tmp_path / "cache" / "runs"
+    monkeypatch.delenv("VIDID_CACHE")
     assert runs.default_runs_root() == Path.home() / ".cache" / "vidid" / "runs"
 
 

@@ -46,7 +46,7 @@ def register(subparsers) -> None:
                    help=f"training method (default {D.method})")
     p.add_argument("--out", metavar="RUN_DIR", default=None,
                    help="run directory to create (must not hold a run); default: a new "
-                        "directory under $VIDID_RUNS or ~/.cache/vidid/runs")
+                        "directory under $VIDID_RUNS, else $VIDID_CACHE/runs, else ~/.cache/vidid/runs")
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
                    help="finish an interrupted run (RUN_DIR, or the one given by --out); "
                         "data and options come from the run")

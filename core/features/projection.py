@@ -117,8 +117,9 @@ METHODS = tuple(_METHODS)
 
 def default_cache_dir() -> Path:
     """``$VIDID_CACHE/projections`` or ``~/.cache/vidid/projections``."""
-    root = os.environ.get("VIDID_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "vidid") / "projections"
+    from core.paths import cache_root
+
+    return cache_root() / "projections"
 
 
 def projection_key(X: np.ndarray, *, method: str, n_neighbors: int, min_dist: float,

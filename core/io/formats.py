@@ -37,6 +37,7 @@ from core.io.frames import (
 )
 from core.io.names import canonical_name, official_name
 from core.io.safe_pickle import load_pickle_safe, require_file
+from core.paths import cache_root
 
 ProgressFn = Callable[[float, str], None]
 Layout = Literal["video_id", "id_videos"]
@@ -96,7 +97,7 @@ def feature_cache_file(path: str | os.PathLike, cache_dir=None) -> Path:
 def _cache_entry(path: str | os.PathLike, cache_dir) -> tuple[Path, str]:
     p = Path(path).resolve()
     st = p.stat()
-    root = Path(cache_dir or os.environ.get("VIDID_CACHE") or Path.home() / ".cache" / "vidid")
+    root = Path(cache_dir) if cache_dir else cache_root()
     where = hashlib.sha256(str(p).encode("utf-8", "surrogateescape")).hexdigest()[:16]
     key = f"v{CACHE_VERSION}:{p}:{st.st_size}:{st.st_mtime_ns}"
     version = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:16]

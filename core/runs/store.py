@@ -23,15 +23,17 @@ LIST_COLUMNS = ("name", "path", "method", "state", "mAP", "folds", "epochs", "ep
 
 
 def default_runs_root() -> Path:
-    """Where runs live by default: ``$VIDID_RUNS`` or ``~/.cache/vidid/runs``.
+    """Where runs live by default: :func:`core.paths.runs_root` (``$VIDID_RUNS``, else
+    ``$VIDID_CACHE/runs``, else ``~/.cache/vidid/runs``).
 
     Examples
     --------
     >>> isinstance(default_runs_root(), Path)
     True
     """
-    env = os.environ.get("VIDID_RUNS")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "vidid" / "runs"
+    from core.paths import runs_root
+
+    return runs_root()
 
 
 def new_run_dir(root: str | os.PathLike | None, method: str) -> Path:

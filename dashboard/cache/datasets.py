@@ -37,6 +37,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import DataError
+from core.paths import cache_root, runs_root  # the one rule of where things live
 from dashboard.dataset_spec import (
     SPLIT_ORDER,
     DatasetSpec,
@@ -58,19 +59,7 @@ KEY_NOISE_LABELS = "noise_labels"
 
 
 # --------------------------------------------------------------------------- folders on disk
-
-
-def cache_root() -> Path:
-    """``$VIDID_CACHE`` or ``~/.cache/vidid``."""
-    env = os.environ.get("VIDID_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "vidid"
-
-
-def runs_root() -> Path:
-    """``$VIDID_RUNS`` or ``<cache>/runs`` (the run store read by the Training/Errors pages)."""
-    env = os.environ.get("VIDID_RUNS")
-    return Path(env) if env else cache_root() / "runs"
-
+# cache_root() and runs_root() are core.paths' (imported above).
 
 def demo_preset() -> str:
     """The demo preset: ``$VIDID_DEMO_PRESET`` or ``"demo"``."""
