@@ -405,18 +405,9 @@ def list_runs(root: str) -> pd.DataFrame:
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _correctness_cached(run_path: str, mtime: float) -> pd.DataFrame:
-    from core.runs import Run
+    from core.runs.oof import load_out_of_fold
 
-    oof = Run.open(run_path).load_array("oof")
-    ids = oof["ids"].astype(np.int64)
-    identity_ids = oof["identity_ids"].astype(np.int64)
-    top = oof["top_class"][:, 0] if oof["top_class"].ndim == 2 else oof["top_class"]
-    pred = np.where(top >= 0, identity_ids[np.clip(top, 0, None)], 0)
-    scored = (top >= 0) & (oof["fold"] >= 0 if "fold" in oof else True)
-    outcome = np.where(~scored, "not scored",
-                       np.where(ids == 0, "distractor", np.where(pred == ids, "correct", "wrong")))
-    return pd.DataFrame({"outcome": outcome, "predicted": pred, "true": ids},
-                        index=pd.Index(oof["names"].astype(str), name="video"))
+    return load_out_of_fold(run_path).outcome_table()  # the one "wrong" rule (noise wins)
 
 
 def run_correctness(run_path: str | os.PathLike) -> pd.DataFrame:
