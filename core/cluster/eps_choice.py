@@ -57,6 +57,27 @@ def k_distance_knee(X: np.ndarray, min_samples: int) -> float:
     return float(curve[knee_index(curve)])
 
 
+def eps_on_graph(graph: NeighborGraph, knee: float, min_samples: int, *, step: float = EPS_STEP,
+                 fallback: float = 1.2) -> float:
+    """The one eps rule (training's automatic eps and the Noise clusters page's default).
+
+    Sweeps ``step, 2 step, … <= knee`` and the knee itself on ``graph`` (every eps at or
+    below its ``max_eps`` is exact) and keeps :func:`choose_eps`'s pick, clipped to
+    ``[step, min(knee, graph.max_eps)]``. ``knee`` is :func:`k_distance_knee` of the
+    clustered vectors.
+
+    >>> X = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], np.float32)
+    >>> eps_on_graph(NeighborGraph.build(X, max_eps=0.2), 0.1, 2)
+    0.1
+    """
+    radius = max(knee, step) if np.isfinite(knee) else graph.max_eps
+    radius = min(radius, graph.max_eps)
+    grid = np.round(np.arange(step, radius + 1e-9, step), 6)
+    grid = np.unique(np.concatenate([grid[grid <= radius], [radius]]))  # the knee itself too
+    eps = choose_eps(eps_sweep(graph, grid, min_samples), knee, fallback=fallback)
+    return float(min(max(eps, step), radius))
+
+
 def auto_dbscan(X: np.ndarray, min_samples: int, *, step: float = EPS_STEP,
                 fallback: float = 1.2) -> tuple[float, np.ndarray]:
     """``(eps, labels)``: DBSCAN of unit rows ``X`` at the automatically chosen eps.
@@ -82,8 +103,5 @@ def auto_dbscan(X: np.ndarray, min_samples: int, *, step: float = EPS_STEP,
     knee = k_distance_knee(X, min_samples)
     radius = max(knee, step)
     graph = NeighborGraph.build(X, max_eps=radius)
-    grid = np.round(np.arange(step, radius + 1e-9, step), 6)
-    grid = np.unique(np.concatenate([grid[grid <= radius], [radius]]))  # the knee itself too
-    eps = choose_eps(eps_sweep(graph, grid, min_samples), knee, fallback=fallback)
-    eps = float(min(max(eps, step), radius))
+    eps = eps_on_graph(graph, knee, min_samples, step=step, fallback=fallback)
     return eps, np.asarray(graph.dbscan(eps, min_samples), dtype=np.int64)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.cluster.eps_choice import choose_eps  # the same rule as training's automatic eps
+from core.cluster.eps_choice import choose_eps, eps_on_graph, k_distance_knee  # training's rule
 from dashboard.cache.datasets import (
     DatasetSpec,
     files_fingerprint,
@@ -105,11 +105,11 @@ def cluster_noise(spec: DatasetSpec, eps: float, min_samples: int) -> np.ndarray
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def _kdist_cached(spec: DatasetSpec, fingerprint: tuple, k: int) -> tuple[np.ndarray, float]:
-    from core.cluster.report import suggest_eps
-
     g = noise_graph(spec)
     curve = g.k_distance(k) if g.n_points else np.zeros(0)
-    knee = suggest_eps(g, k) if g.n_points >= 3 else float("nan")
+    # The knee training uses (exact k-distances of the distractors, core.cluster.eps_choice).
+    X = np.asarray(load_dataset(spec).X)[noise_rows(spec)]
+    knee = k_distance_knee(X, k) if g.n_points >= 3 else float("nan")
     return curve, knee
 
 
@@ -124,11 +124,16 @@ def eps_grid(max_eps: float, step: float = 0.05, start: float = 0.05) -> np.ndar
 
 
 def default_eps(spec: DatasetSpec, min_samples: int = 2) -> float:
-    """Default eps for the Noise clusters page: :func:`choose_eps` on the cached sweep."""
+    """Default eps for the Noise clusters page: training's automatic eps
+    (:func:`core.cluster.eps_choice.eps_on_graph` at the same knee) on the cached graph."""
+    return _default_eps_cached(spec, files_fingerprint(spec), int(min_samples))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _default_eps_cached(spec: DatasetSpec, fingerprint: tuple, min_samples: int) -> float:
     g = noise_graph(spec)
     _, knee = k_distance(spec, min_samples)
-    sweep = eps_sweep(spec, min_samples, eps_grid(g.max_eps))
-    return float(np.clip(choose_eps(sweep, knee), 0.05, g.max_eps))
+    return eps_on_graph(g, knee, min_samples)
 
 
 def noise_truth(spec: DatasetSpec) -> np.ndarray | None:
