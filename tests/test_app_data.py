@@ -41,6 +41,7 @@ def test_data_page_shows_demo_counts(app_env):
     at = _app().run()
     assert not at.exception
     from dashboard.cache import datasets as data
+    from dashboard.cache import noise as noise_cache, stats as stats_cache
 
     demo = data.demo_dir("tiny")
     truth = pd.read_csv(demo / "truth.tsv", sep="\t")
@@ -157,6 +158,7 @@ def test_memory_estimates_of_the_dashboard(tmp_path, monkeypatch):
         estimate_load_bytes,
     )
     from dashboard.cache import datasets as data
+    from dashboard.cache import noise as noise_cache, stats as stats_cache
 
     mib = 2**20
     f = tmp_path / "face_train.pickle"
@@ -173,12 +175,12 @@ def test_memory_estimates_of_the_dashboard(tmp_path, monkeypatch):
     assert abs(data.estimate_load_memory([f, g]) - expect) <= 1
     assert data.estimate_load_memory([f, g]) > estimate_dataset_bytes([f, g])
     monkeypatch.setattr(core.resources, "available_memory_bytes", lambda: 2**30)
-    data.check_graph_fits(1000)  # 1000 vectors, 499,500 pairs: ~0.2 GiB of 1 GiB
+    noise_cache.check_graph_fits(1000)  # 1000 vectors, 499,500 pairs: ~0.2 GiB of 1 GiB
     with pytest.raises(DataError, match="neighbour graph of 30,000 distractors"):
-        data.check_graph_fits(30_000)  # capped at GRAPH_MAX_EDGES pairs: > 1 GiB
-    assert estimate_cluster_bytes(30_000, data.GRAPH_MAX_EDGES) > 0.8 * 2**30
+        noise_cache.check_graph_fits(30_000)  # capped at GRAPH_MAX_EDGES pairs: > 1 GiB
+    assert estimate_cluster_bytes(30_000, noise_cache.GRAPH_MAX_EDGES) > 0.8 * 2**30
     # The edge cap is sane: its peak (~150 B a pair) stays near a gigabyte.
-    assert 0.5 * 2**30 < estimate_cluster_bytes(30_000, data.GRAPH_MAX_EDGES) < 2 * 2**30
+    assert 0.5 * 2**30 < estimate_cluster_bytes(30_000, noise_cache.GRAPH_MAX_EDGES) < 2 * 2**30
 
 
 # ---------------------------------------------------------------- detection (no app)
@@ -234,6 +236,7 @@ class _Evil:
 def test_uploaded_pickle_is_loaded_only_with_the_safe_loader(tmp_path, monkeypatch):
     """An upload that would run a command on load is refused and the command never runs."""
     from dashboard.cache import datasets as data
+    from dashboard.cache import noise as noise_cache, stats as stats_cache
 
     monkeypatch.setenv("VIDID_CACHE", str(tmp_path / "cache"))
     marker = tmp_path / "pwned"
@@ -273,6 +276,7 @@ def test_read_truth_and_friendly_error(tmp_path):
 def test_shared_loaded_arrays_are_read_only(tiny_demo):
     """Cached datasets are shared by all sessions: a page cannot mutate them."""
     from dashboard.cache import datasets as data
+    from dashboard.cache import noise as noise_cache, stats as stats_cache
 
     lv = data.load_dataset(data.detect_splits(tiny_demo))
     for arr in (lv.X, lv.ids, lv.names):
@@ -286,8 +290,9 @@ def test_split_table_counts_labelled_empty_videos(tiny_demo):
     still labelled (the tiny demo has empty videos both named and not named in its GT)."""
     from core.io.formats import read_features, read_ground_truth
     from dashboard.cache import datasets as data
+    from dashboard.cache import noise as noise_cache, stats as stats_cache
 
-    table = data.dataset_stats(data.detect_splits(tiny_demo))["per_split"].set_index("split")
+    table = stats_cache.dataset_stats(data.detect_splits(tiny_demo))["per_split"].set_index("split")
     n_named_empty = 0
     for s in ("train", "val", "test"):
         fs = read_features(tiny_demo / f"face_{s}.pickle")

@@ -89,8 +89,9 @@ def test_all_videos_by_split_and_downsampling(app_env, monkeypatch):
     assert sum(len(_decode(t["customdata"])) for t in fig["data"]) == len(lv.names)
 
     from dashboard.cache import datasets as data
+    from dashboard.cache import map as map_cache
 
-    monkeypatch.setattr(data, "MAX_MAP_POINTS", 100)
+    monkeypatch.setattr(map_cache, "MAX_MAP_POINTS", 100)
     at.run()
     assert not at.exception
     assert any(f"random sample of 100 of {len(lv.names):,}" in i.value for i in at.info)

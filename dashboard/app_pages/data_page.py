@@ -16,6 +16,7 @@ import streamlit as st
 from core.synth import PRESETS
 from dashboard import charts
 from dashboard.cache import datasets as data
+from dashboard.cache import stats as stats_cache
 
 st.title("Data")
 st.caption("The dataset every page works on: the built-in synthetic demo, a folder of real "
@@ -81,7 +82,7 @@ with st.container(border=True):
 
 spec = data.active_dataset()
 try:
-    stats = data.dataset_stats(spec)
+    stats = stats_cache.dataset_stats(spec)
 except data.USER_ERRORS as exc:  # the active files changed on disk and no longer load
     st.error(f"{spec.name}: {data.friendly_error(exc)}")
     st.stop()
@@ -140,7 +141,7 @@ if min_q is not None or min_det is not None:
     options.append(("quality", min_q, min_det))
 if options:
     try:
-        effect = data.pooling_effect(spec, options)
+        effect = stats_cache.pooling_effect(spec, options)
     except data.USER_ERRORS as exc:
         st.error(data.friendly_error(exc))
     else:

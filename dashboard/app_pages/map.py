@@ -17,6 +17,7 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.cache import datasets as data
+from dashboard.cache import map as map_cache, noise as noise_cache
 
 st.title("Map")
 st.caption("Each dot is a video, placed so that videos with similar pooled face vectors sit "
@@ -77,8 +78,8 @@ if subset == "noise":
         labels = np.asarray(chosen["labels"])
         how = "the clustering chosen for training"
     else:
-        eps, min_samples = data.default_eps(spec, 2), 2
-        labels = data.cluster_noise(spec, eps, min_samples)
+        eps, min_samples = noise_cache.default_eps(spec, 2), 2
+        labels = noise_cache.cluster_noise(spec, eps, min_samples)
         how = "the suggested clustering (pick another on the Noise clusters page)"
     cluster_of = np.full(len(names_all), -2, dtype=np.int64)
     cluster_of[noise] = labels
@@ -130,9 +131,9 @@ def _progress(fraction: float, message: str) -> None:
 
 
 try:
-    rows, xy, total = data.projection(spec, subset, method=method, n_neighbors=n_neighbors,
+    rows, xy, total = map_cache.projection(spec, subset, method=method, n_neighbors=n_neighbors,
                                       min_dist=min_dist, seed=0,
-                                      max_points=data.MAX_MAP_POINTS, progress=_progress)
+                                      max_points=map_cache.MAX_MAP_POINTS, progress=_progress)
 except data.USER_ERRORS as exc:
     st.error(data.friendly_error(exc))
     st.stop()

@@ -18,6 +18,7 @@ from core.io.names import canonical_name
 from core.runs import oof
 from dashboard import run_charts
 from dashboard.cache import datasets as data
+from dashboard.cache import noise as noise_cache
 from dashboard.cache import runs as run_data
 
 PAGE = "review"
@@ -204,7 +205,7 @@ st.session_state[f"{PAGE}_applied_link"] = (video, run_name if run_name != NO_RU
 row = int(np.flatnonzero(np.asarray(lv.names) == video)[0])
 true_id = int(np.asarray(lv.ids)[row])
 split = str(np.asarray(lv.split)[row])
-centres, centre_ids = data.identity_centroids(spec)
+centres, centre_ids = noise_cache.identity_centroids(spec)
 pooled = np.asarray(lv.X)[row]
 top, value_name, pred_id = _prediction(rs, video, pooled, centre_ids, centres)
 

@@ -417,37 +417,6 @@ def run_correctness(run_path: str | os.PathLike) -> pd.DataFrame:
     return _correctness_cached(str(run_path), p.stat().st_mtime)
 
 
-# --------------------------------------------------------------------------- page modules
-# The page-specific caches live in dashboard.data_stats / data_noise / data_map, which
-# import the loaders above; they are re-exported here lazily (PEP 562) so that
-# ``data.noise_graph(...)`` keeps working without a circular import, and each cached
-# function is still defined exactly once.
-_MOVED = {
-    "dataset_stats": "dashboard.cache.stats",
-    "pooling_effect": "dashboard.cache.stats",
-    "GRAPH_EDGE_BUDGET": "dashboard.cache.noise",
-    "GRAPH_MAX_EDGES": "dashboard.cache.noise",
-    "check_graph_fits": "dashboard.cache.noise",
-    "MAX_EPS": "dashboard.cache.noise",
-    "MIN_GRAPH_EPS": "dashboard.cache.noise",
-    "choose_eps": "dashboard.cache.noise",
-    "cluster_noise": "dashboard.cache.noise",
-    "cluster_summary": "dashboard.cache.noise",
-    "default_eps": "dashboard.cache.noise",
-    "eps_grid": "dashboard.cache.noise",
-    "eps_sweep": "dashboard.cache.noise",
-    "graph_radius": "dashboard.cache.noise",
-    "identity_centroids": "dashboard.cache.noise",
-    "identity_self_similarity": "dashboard.cache.noise",
-    "k_distance": "dashboard.cache.noise",
-    "noise_graph": "dashboard.cache.noise",
-    "noise_truth": "dashboard.cache.noise",
-    "MAX_MAP_POINTS": "dashboard.cache.map",
-    "map_rows": "dashboard.cache.map",
-    "projection": "dashboard.cache.map",
-}
-
-
 __all__ = ["DEFAULT_PRESET", "DatasetSpec", "KEY_DATASET", "KEY_NOISE_LABELS", "PRESET_ENV",
            "REVIEW_PAGE", "SPLIT_ORDER", "SplitFiles", "USER_ERRORS", "activate",
            "active_dataset", "cache_root", "check_load_fits", "estimate_load_memory",
@@ -455,17 +424,4 @@ __all__ = ["DEFAULT_PRESET", "DatasetSpec", "KEY_DATASET", "KEY_NOISE_LABELS", "
            "detect_splits", "ensure_demo", "files_fingerprint", "friendly_error",
            "generate_demo", "labelled_ids", "list_runs", "load_dataset", "load_split",
            "load_truth", "noise_rows", "read_truth", "review_page", "run_correctness",
-           "runs_root", "save_uploads"] + sorted(_MOVED)
-
-
-def __getattr__(name: str) -> object:
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_MOVED))
+           "runs_root", "save_uploads"]
