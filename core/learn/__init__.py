@@ -19,7 +19,8 @@ run over new videos. ``knn`` runs through the same interface (:mod:`core.knn`).
 
 from __future__ import annotations
 
-from core.learn.config import (TrainConfig, TrainingCancelled, cluster_distractors,
+from core.cluster.clusterers import cluster_distractors
+from core.learn.config import (TrainConfig, TrainingCancelled,
                                fold_seed, resolve_device)
 from core.learn.fit import fit
 from core.learn.methods import Method, get_method, method_names, register_method, unregister_method

@@ -1,4 +1,4 @@
-"""Training options (:class:`TrainConfig`), the device, fold seeds and the distractors' DBSCAN.
+"""Training options (:class:`TrainConfig`), the device and fold seeds.
 
 No torch import at module level: the dashboard builds configs without paying for it.
 """
@@ -138,26 +138,3 @@ def resolve_device(device: str = "auto") -> str:
 def fold_seed(seed: int, fold: int) -> int:
     """Independent 32-bit seed of one fold (same for a resumed run); ``seed, fold >= 0``."""
     return int(np.random.SeedSequence([int(seed), int(fold)]).generate_state(1)[0])
-
-
-def cluster_distractors(X: np.ndarray, eps: float | None,
-                        min_samples: int) -> tuple[np.ndarray, float]:
-    """``(labels, eps)``: DBSCAN (-1 = unclustered) of pooled distractors, Euclidean on
-    unit rows; ``eps=None`` chooses eps from the data (:func:`core.eps_choice.auto_dbscan`).
-
-    >>> labels, eps = cluster_distractors(np.array([[1, 0], [1, 0], [0, 1]], np.float32), 0.5, 2)
-    >>> labels.tolist(), eps
-    ([0, 0, -1], 0.5)
-    """
-    from core.cluster import NeighborGraph
-
-    if len(X) == 0:
-        return np.zeros(0, dtype=np.int64), float("nan") if eps is None else float(eps)
-    X = np.asarray(X, dtype=np.float32)
-    if eps is None:
-        from core.cluster.eps_choice import auto_dbscan
-
-        eps, labels = auto_dbscan(X, min_samples)
-        return labels, eps
-    graph = NeighborGraph.build(X, max_eps=eps)
-    return np.asarray(graph.dbscan(eps, min_samples), dtype=np.int64), float(eps)

@@ -11,7 +11,8 @@ import numpy as np
 from core.learn.ensemble import TopPerIdentity, top_k_per_row
 from core.errors import DataError
 from core.learn.noise_labels import compact_clusters, noise_targets, random_shadow_labels
-from core.learn.config import TrainConfig, TrainingCancelled, cluster_distractors, fold_seed, resolve_device
+from core.cluster.clusterers import cluster_distractors
+from core.learn.config import TrainConfig, TrainingCancelled, fold_seed, resolve_device
 from core.learn.scoring import frame_rows_of, pool_opts, score_views, view_stack
 from core.learn.folds import random_folds, stratified_folds
 from core.learn.methods import get_method
