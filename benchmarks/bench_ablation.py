@@ -2,7 +2,7 @@
 
 Trains ``knn``, ``nn`` and ``noise`` runs on train + val (val brings the distractors),
 predicts the test split, scores each submission with the official metric against
-``test_gt.txt`` (``core.metrics.evaluate_files``, the code behind ``vidid evaluate``)
+``test_gt.txt`` (``core.learn.metrics.evaluate_files``, the code behind ``vidid evaluate``)
 and prints one row per step of the method:
 
     KNN | NN (one fold model) | NN + noise classes (one fold model) | + ensemble | + test-time views

@@ -1,4 +1,4 @@
-"""Benchmark core.knn.knn_scores against scikit-learn NearestNeighbors (brute, cosine).
+"""Benchmark core.learn.knn.knn_scores against scikit-learn NearestNeighbors (brute, cosine).
 
 The reference is what one writes with scikit-learn: per identity, fit
 ``NearestNeighbors(metric="cosine", algorithm="brute")`` on that identity's reference

@@ -2,7 +2,7 @@
 
 Three ways to pool a random ragged dataset (float16 512-d frames, ~30 per video):
 
-* ``vectorised``  — ``core.pooling.pool_videos`` on the contiguous FrameSet;
+* ``vectorised``  — ``core.features.pooling.pool_videos`` on the contiguous FrameSet;
 * ``python loop`` — the original code's way over the pickle layout
   (``name -> [[frame_str, bbox, det, quality, feat], ...]``): per video build the
   frame matrix and weights with ``np.array`` and average;

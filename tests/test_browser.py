@@ -126,7 +126,7 @@ def exceptions(page) -> list[str]:
 def prepare_data(cache: Path, runs: Path, preset: str, demo_source: Path | None = None) -> Path:
     """Put the demo folder inside ``cache`` (copied or generated) and start a KNN run on it.
 
-    The run trains in its own process (``core.launch``) while the caller goes on;
+    The run trains in its own process (``core.runs.launch``) while the caller goes on;
     returns the run directory (see :func:`wait_for_run`).
     """
     demo = cache / f"demo-{preset}-seed0"

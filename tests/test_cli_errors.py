@@ -542,7 +542,7 @@ def test_pool_of_only_empty_videos_reports_them(tmp_path: Path, capsys):
     captured = capsys.readouterr()
     assert captured.err == ""
     assert "pooled 0 videos" in captured.out and "skipped 2 empty videos (E1, E2)" in captured.out
-    from core.features.pooling import load_pooled
+    from core.features import load_pooled
 
     assert len(load_pooled(out)) == 0
 

@@ -73,7 +73,7 @@ def test_knn_train_predict_evaluate(tiny_demo: Path, knn_run: Path, tmp_path: Pa
 
 
 def test_predict_equals_direct_knn(tiny_demo: Path, knn_run: Path, tmp_path: Path):
-    """The knn run's submission is what core.knn + rank_videos give on the pooled data."""
+    """The knn run's submission is what core.learn.knn + rank_videos give on the pooled data."""
     from core.features.dataset import concat, open_split
     from core.io.formats import read_submission
     from core.learn.knn import knn_scores

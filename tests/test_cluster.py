@@ -1,4 +1,4 @@
-"""core.cluster / core.neighbors / core.cluster_report against independent references.
+"""core.cluster / core.cluster.neighbors / core.cluster.report against independent references.
 
 References: scikit-learn's DBSCAN (labels, core points), brute-force numpy distances
 (k-distance, graph pairs, summaries), hand-computed toy values, and the planted

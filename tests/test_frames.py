@@ -1,4 +1,4 @@
-"""core.frames: conversion from the pickle layout, selection, columnar storage."""
+"""core.io.frames: conversion from the pickle layout, selection, columnar storage."""
 
 from __future__ import annotations
 

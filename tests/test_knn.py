@@ -1,4 +1,4 @@
-"""core.knn against a scikit-learn NearestNeighbors(metric="cosine") brute-force reference."""
+"""core.learn.knn against a scikit-learn NearestNeighbors(metric="cosine") brute-force reference."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import core.features.segment_means as segment_means
 from core.errors import DataError
 from core.io.frames import FrameSet
 from core.features.half_float import half_to_scaled_float32
-from core.features.pooling import (
+from core.features import (
     VIEWS,
     augment_noise,
     frame_weights,

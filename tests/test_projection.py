@@ -1,4 +1,4 @@
-"""core.projection: UMAP / PCA maps, the on-disk cache, checks and progress."""
+"""core.features.projection: UMAP / PCA maps, the on-disk cache, checks and progress."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ Build the neighbour graph once (:class:`NeighborGraph`), then answer DBSCAN for 
 * the core points' clusters at ``eps`` are the connected components of the edges with
   mutual reachability ``max(d_ij, c_i, c_j) <= eps`` — a cut of the minimum spanning
   forest over those weights, computed once per ``min_samples``, flattened into a leaf
-  order and cached (:mod:`core.cluster_tree`), so a cut costs a few passes over n values;
+  order and cached (:mod:`core.cluster.tree`), so a cut costs a few passes over n values;
 * a border point (not core, within ``eps`` of a core point) joins, among the clusters of
   its core neighbours within ``eps``, the one scikit-learn would give it: the cluster
   whose lowest-index core point comes first.
@@ -100,7 +100,7 @@ class NeighborGraph:
         X : (n, d) array of finite vectors (pooled, L2-normalised rows in vidid).
         max_eps : largest eps that :meth:`dbscan` will accept.
         method : ``"exact"`` (all pairs within ``max_eps``), ``"approx"`` (range search
-            inside faiss k-means cells, see :func:`core.cluster_ivf.build_ivf_graph`: a
+            inside faiss k-means cells, see :func:`core.cluster.ivf.build_ivf_graph`: a
             subset of the exact graph, recall < 1) or ``"auto"`` (exact below
             ``EXACT_MAX_POINTS`` points).
         nprobe : cells each point is listed in (approximate build): more = higher recall.
@@ -221,7 +221,7 @@ class NeighborGraph:
         """Sorted k-distance curve: each point's distance to its k-th neighbour (counting itself).
 
         Ascending; points whose k-th neighbour lies beyond ``max_eps`` come last as ``inf``.
-        Use ``k = min_samples``; the knee suggests eps (:func:`core.cluster_report.suggest_eps`).
+        Use ``k = min_samples``; the knee suggests eps (:func:`core.cluster.report.suggest_eps`).
 
         Examples
         --------

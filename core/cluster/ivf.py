@@ -5,7 +5,7 @@ its ``nprobe`` nearest cells. For each cell, the points whose nearest cell it is
 compared (float32 matrix products) with every point listed in it; candidate pairs get
 their exact float64 squared distance and those within ``max_eps`` are kept. The result
 is a subset of the exact graph (no per-point neighbour cap, so any ``min_samples`` can be
-asked); :func:`core.neighbors.graph_recall` measures what it misses.
+asked); :func:`core.cluster.neighbors.graph_recall` measures what it misses.
 """
 
 from __future__ import annotations

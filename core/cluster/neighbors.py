@@ -11,7 +11,7 @@ Exact build: float32 matrix products over the upper triangle, one row block at a
 screen candidate pairs with a rounding margin, then recompute the candidates' squared
 distances in float64 and keep those ``<= max_eps ** 2``.
 
-The approximate build for large n lives in :mod:`core.cluster_ivf`; :func:`graph_recall`
+The approximate build for large n lives in :mod:`core.cluster.ivf`; :func:`graph_recall`
 measures any graph against exact range search on a row sample.
 """
 

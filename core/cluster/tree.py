@@ -41,7 +41,7 @@ def mutual_reachability_forest(graph: RadiusGraph, core_sqdist: np.ndarray
 
     Examples
     --------
-    >>> from core.neighbors import build_radius_graph
+    >>> from core.cluster.neighbors import build_radius_graph
     >>> g = build_radius_graph(np.array([[0.], [1.], [3.]], dtype=np.float32), 2.5)
     >>> [a.tolist() for a in mutual_reachability_forest(g, np.array([1., 1., 4.]))]
     [[0, 1], [1, 2], [1.0, 4.0]]

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from core.io.formats import read_features
-    from core.features.pooling import pool_videos, save_pooled
+    from core.features import pool_videos, save_pooled
     from core.progress import tqdm_progress
 
     t0 = time.perf_counter()

@@ -17,7 +17,8 @@ import numpy as np
 from core.errors import DataError
 from core.io.frames import FrameSet
 from core.io.names import canonical_name
-from core.features.pooling import PooledVideos, pool_videos
+from core.features.pooled_videos import PooledVideos
+from core.features.pooling import pool_videos
 
 ProgressFn = Callable[[float, str], None]
 
@@ -139,7 +140,7 @@ def open_split(
         Split name stored per video (default: the file's stem, e.g. ``face_val``).
     progress : callable(fraction, message), optional
     **pool_opts
-        ``weighting``, ``min_quality``, ``min_det`` for :func:`core.pooling.pool_videos`.
+        ``weighting``, ``min_quality``, ``min_det`` for :func:`core.features.pooling.pool_videos`.
 
     Raises
     ------

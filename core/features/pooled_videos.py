@@ -1,6 +1,6 @@
 """Pooled vectors: the :class:`PooledVideos` container and its Parquet store.
 
-:mod:`core.pooling` makes them (and re-exports everything here).
+:mod:`core.features.pooling` makes them; :mod:`core.features` exports them.
 """
 
 from __future__ import annotations

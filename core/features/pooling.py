@@ -2,15 +2,16 @@
 
 A video's embedding is the weighted mean of its frame features (weights from face
 quality), then L2-normalised. Everything works on whole segments at once
-(:mod:`core.segment_means`: frames streamed in row chunks, summed per segment by a
-sparse weight-matrix product) — no per-video Python loop.
+(:mod:`core.features.segment_means`: frames streamed in row chunks, summed per segment
+by a sparse weight-matrix product) — no per-video Python loop.
 
 Also here: the test-time views of a video (:func:`pool_views`) and extra noise videos
-made by joining / cutting real ones (:func:`augment_noise`). Elsewhere, and
-re-exported here: the checked range means :func:`pool_segments`
-(:mod:`core.segment_means`), the result type :class:`PooledVideos` and its Parquet
-store :func:`save_pooled` / :func:`load_pooled` (:mod:`core.pooled_videos`), and the
-fast float16 cast (:mod:`core.half_float`).
+made by joining / cutting real ones (:func:`augment_noise`). Elsewhere in
+:mod:`core.features` (which exports them all): the checked range means
+``pool_segments`` (:mod:`core.features.segment_means`), the result type
+``PooledVideos`` and its Parquet store ``save_pooled`` / ``load_pooled``
+(:mod:`core.features.pooled_videos`), and the fast float16 cast
+(:mod:`core.features.half_float`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from core.io.frames import FrameSet
-from core.features.pooled_videos import PooledVideos, load_pooled, save_pooled
+from core.features.pooled_videos import PooledVideos
 from core.features.segment_means import pool_segments, pool_stream, ranges_index
 
 ProgressFn = Callable[[float, str], None]
@@ -320,5 +321,4 @@ def augment_noise(
     return X, sources
 
 
-__all__ = ["VIEWS", "WEIGHTINGS", "PooledVideos", "augment_noise", "frame_weights",
-           "load_pooled", "pool_segments", "pool_videos", "pool_views", "save_pooled"]
+__all__ = ["VIEWS", "WEIGHTINGS", "augment_noise", "frame_weights", "pool_videos", "pool_views"]

@@ -1,8 +1,8 @@
 """Weighted, L2-normalised means of ranges of a frame array, without a per-range loop.
 
 Frames are streamed in row chunks (bounded memory, float16 accumulated in float32
-through :mod:`core.half_float`) and summed per segment by a sparse
-(segments x frames) weight-matrix product. :mod:`core.pooling` builds per-video
+through :mod:`core.features.half_float`) and summed per segment by a sparse
+(segments x frames) weight-matrix product. :mod:`core.features.pooling` builds per-video
 vectors, views and augmentations on top of this.
 """
 

@@ -1,10 +1,10 @@
 """The real iQIYI-VID files: feature pickles, ground truth, submissions.
 
 * Feature pickles are loaded with the restricted unpickler of
-  :mod:`core.safe_pickle` (:func:`load_pickle_safe`, re-exported here) that builds
+  :mod:`core.io.safe_pickle` (:func:`load_pickle_safe`) that builds
   only containers, numbers, strings and numpy arrays; anything else in the file is
   refused before it can run. :func:`read_features` caches the
-  validated :class:`~core.frames.FrameSet` as a columnar ``.npz`` so reopening a
+  validated :class:`~core.io.frames.FrameSet` as a columnar ``.npz`` so reopening a
   file costs a memory map instead of an unpickle.
 * Ground truth comes in two layouts, ``VIDEO.mp4 ID`` (train) and
   ``ID VIDEO1.mp4 VIDEO2.mp4 ...`` (val/test); :func:`read_ground_truth` detects which.
@@ -394,7 +394,6 @@ __all__ = [
     "GroundTruth",
     "check_ground_truth",
     "feature_cache_file",
-    "load_pickle_safe",
     "read_features",
     "read_ground_truth",
     "read_submission",

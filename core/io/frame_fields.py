@@ -1,7 +1,7 @@
 """Column-wise checks of the fields of the real pickle layout's frames.
 
 A frame is ``[frame_str, bbox, det_score, quality_score, feat]``;
-:func:`core.frames.frameset_from_videos` transposes all frames of a file and hands
+:func:`core.io.frames.frameset_from_videos` transposes all frames of a file and hands
 each field, for every frame at once, to one function here. ``at(j)`` names frame
 ``j`` (video and position) in the one-line :class:`~core.errors.DataError`.
 """

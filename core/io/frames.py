@@ -4,10 +4,10 @@ Video ``i`` owns frames ``offsets[i]:offsets[i+1]`` of ``feats``, ``quality``,
 ``det``, ``frame_no`` and ``bbox``. No per-video Python objects on hot paths.
 
 This module also converts the real pickle layout (``dict name -> list of frames``)
-to a :class:`FrameSet` and back (the per-field checks are :mod:`core.frame_fields`),
+to a :class:`FrameSet` and back (the per-field checks are :mod:`core.io.frame_fields`),
 and stores a FrameSet as a columnar ``.npz`` whose arrays are memory-mapped on
-reopening (:mod:`core.npz_columns`; the feature cache of
-:func:`core.formats.read_features`).
+reopening (:mod:`core.io.npz_columns`; the feature cache of
+:func:`core.io.formats.read_features`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 ``np.load`` of an ``.npz`` reads every member into memory; here a member stored
 uncompressed is located inside the zip and memory-mapped copy-on-write, so opening
 a large file costs O(number of columns). Beside the columns the file holds a
-``str -> str`` mapping of metadata. :mod:`core.frames` stores a FrameSet this way.
+``str -> str`` mapping of metadata. :mod:`core.io.frames` stores a FrameSet this way.
 """
 
 from __future__ import annotations

@@ -5,16 +5,18 @@
 1. identities -> classes ``0..C-1``; labelled videos split into stratified folds,
    distractors (``ids == 0``) into random folds;
 2. ``noise`` mode: DBSCAN over the distractors gives ``K`` noise-cluster classes and
-   ``C`` shadow classes are added (:mod:`core.noise_labels`); optional extra
-   distractors from :func:`core.pooling.augment_noise`;
+   ``C`` shadow classes are added (:mod:`core.learn.noise_labels`); optional extra
+   distractors from :func:`core.features.pooling.augment_noise`;
 3. per fold (seeded by ``(seed, fold)``, so a resumed run equals an uninterrupted
-   one): train (:func:`core.train_loop.train_fold`), keep the best epoch by the
+   one): train (:func:`core.learn.loop.train_fold`), keep the best epoch by the
    official mAP on the fold's held-out labelled + distractor videos, save the
    checkpoint, score the held-out videos (out-of-fold scores, test-time views);
 4. the out-of-fold ranking gives the run's mAP and per-identity AP.
 
 ``predict_scores`` / ``predict_submission`` ensemble the fold models of a complete
-run over new videos. ``knn`` runs through the same interface (:mod:`core.knn`).
+run over new videos. Every method is an entry of :mod:`core.learn.methods` (``knn``
+scores against the labelled videos with :mod:`core.learn.knn`; ``nn`` and ``noise``
+train networks); the distractors' clustering is :mod:`core.cluster.clusterers`.
 """
 
 from __future__ import annotations

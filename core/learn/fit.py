@@ -140,7 +140,7 @@ def fit(config: TrainConfig, data, run, *, progress: ProgressFn | None = None,
     Parameters
     ----------
     config : TrainConfig
-    data : core.dataset.LabelledVideos (``names``, ``X``, ``ids`` with 0 = distractor,
+    data : core.features.dataset.LabelledVideos (``names``, ``X``, ``ids`` with 0 = distractor,
         ``frames`` row-aligned, used for test-time views and noise augmentation)
     run : core.runs.Run, created (or resumed) by the caller
     progress : callable(fraction, message), optional

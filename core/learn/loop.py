@@ -3,7 +3,7 @@
 Reads top to bottom like nanoGPT's ``train.py``: the whole training set is one
 tensor on the device, indices are shuffled per epoch, no DataLoader. After every
 epoch the dynamically labelled noise samples take the model's prediction
-(:func:`core.noise_labels.relabel_noise`) and the fold's held-out videos are
+(:func:`core.learn.noise_labels.relabel_noise`) and the fold's held-out videos are
 ranked per identity and scored with the official mAP; the best epoch's weights win.
 """
 

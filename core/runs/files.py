@@ -1,6 +1,6 @@
 """The on-disk layout of a run directory: file names, JSON encoding, the state a status reads as.
 
-Shared by :mod:`core.runs` (one run) and :mod:`core.run_store` (all runs under a root);
+Shared by :mod:`core.runs` (one run) and :mod:`core.runs.store` (all runs under a root);
 see :mod:`core.runs` for the full layout.
 """
 

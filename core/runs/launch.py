@@ -50,7 +50,7 @@ def launch_training(spec_pairs: Sequence[Sequence[str | None]], config: Any,
     spec_pairs : sequence of ``(feats, gt)`` or ``(split, feats, gt)``
         Feature pickles and their ground-truth files (``gt`` may be None: all
         distractors); all of them are concatenated into the training data.
-    config : dict or ``core.train.TrainConfig``
+    config : dict or ``core.learn.TrainConfig``
         Training options; ``config["method"]`` (``knn``, ``nn``, ``noise``) is required.
     runs_root : path, optional
         Where runs live (default :func:`core.runs.default_runs_root`).

@@ -138,7 +138,7 @@ class OutOfFold:
 def scores_from_arrays(arrays: Mapping[str, np.ndarray], *, source: str = "oof") -> OutOfFold:
     """Build :class:`OutOfFold` from the arrays of a run's score file.
 
-    Accepts the bounded layout written by ``core.train.fit`` (``names``, ``top_class``,
+    Accepts the bounded layout written by ``core.learn.fit`` (``names``, ``top_class``,
     ``top_score`` of shape (n, k), ``identity_ids``, optional ``ids``, ``noise_prob``,
     ``fold``) and a dense one (``scores`` of shape (n, C) without class indices).
 

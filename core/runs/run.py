@@ -19,10 +19,9 @@ this host) or whose heartbeat is older than ``STALE_AFTER_S`` reads ``"interrupt
 :func:`clean_run` removes its partial files so that training can resume.
 
 This module is one run (:class:`Run`, :func:`clean_run`). The file names, JSON
-encoding and state rule are :mod:`core.run_files`; the store-wide functions
-(:func:`default_runs_root`, :func:`new_run_dir`, :func:`list_runs`) are
-:mod:`core.run_store` and :func:`pid_alive` is :mod:`core.process_liveness`, all
-re-exported here.
+encoding and state rule are :mod:`core.runs.files`; the store-wide functions
+(``default_runs_root``, ``new_run_dir``, ``list_runs``) are :mod:`core.runs.store` and
+``pid_alive`` is :mod:`core.runs.liveness`; the package :mod:`core.runs` exports them all.
 """
 
 from __future__ import annotations
@@ -47,7 +46,6 @@ from core.runs.liveness import pid_alive, process_start_ticks
 from core.runs.files import (CANCEL, CONFIG, FOLD_RE, METRICS, STALE_AFTER_S, STATES, STATUS,
                             SUMMARY, age_seconds, dumps_json, effective_state, json_default,
                             now_iso, read_json, read_json_dict)
-from core.runs.store import default_runs_root, list_runs, new_run_dir
 
 #: ``heartbeat`` writes status.json at most this often (seconds), unless the phase changes.
 HEARTBEAT_MIN_INTERVAL_S = 1.0
@@ -94,7 +92,7 @@ class Run:
 
     Examples
     --------
-    >>> import tempfile
+    >>> import tempfile; from core.runs.store import new_run_dir
     >>> run = Run.create(new_run_dir(tempfile.mkdtemp(), "knn"), {"method": "knn"})
     >>> run.state
     'running'
@@ -424,7 +422,7 @@ def clean_run(path: str | os.PathLike, *, stale_after: float = STALE_AFTER_S) ->
 
     Examples
     --------
-    >>> import tempfile
+    >>> import tempfile; from core.runs.store import new_run_dir
     >>> run = Run.create(new_run_dir(tempfile.mkdtemp(), "nn"), {"method": "nn"})
     >>> run.interrupt(); (run.path / "fold_1.pt").write_bytes(b"half")
     4
@@ -458,5 +456,4 @@ def clean_run(path: str | os.PathLike, *, stale_after: float = STALE_AFTER_S) ->
 
 
 __all__ = ["CANCEL", "CONFIG", "HEARTBEAT_MIN_INTERVAL_S", "METRICS", "STALE_AFTER_S", "STATES",
-           "STATUS", "SUMMARY", "Run", "clean_run", "default_runs_root", "list_runs",
-           "new_run_dir", "pid_alive"]
+           "STATUS", "SUMMARY", "Run", "clean_run"]

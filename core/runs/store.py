@@ -1,7 +1,7 @@
 """All runs under a root: where they live, a fresh run directory, the listing table.
 
 One run is :class:`core.runs.Run`; this module only reads the small JSON files of
-each run directory (:mod:`core.run_files`), so listing stays cheap.
+each run directory (:mod:`core.runs.files`), so listing stays cheap.
 """
 
 from __future__ import annotations

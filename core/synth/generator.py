@@ -23,7 +23,7 @@ The planted structure mirrors what makes the real task hard:
 
 Generation is vectorised per chunk of videos and streamed to disk, so the ``large``
 preset (2019 scale) runs in bounded memory. The structure itself (people, the plan
-of videos, frame rendering and their constants) is :mod:`core.synth_model`; this
+of videos, frame rendering and their constants) is :mod:`core.synth.model`; this
 module holds the presets, :func:`generate` and the files.
 """
 

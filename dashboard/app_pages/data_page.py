@@ -1,6 +1,6 @@
 """Data page: choose the dataset, see what is in it, see what the pooling options change.
 
-UI only: loading and statistics come from ``dashboard.data`` (the caching layer),
+UI only: loading and statistics come from ``dashboard.cache.datasets`` (the caching layer),
 figures from ``dashboard.charts``. Bad input shows the library's one-line message;
 the previously active dataset stays active.
 """

@@ -1,6 +1,6 @@
 """Errors page: per-identity AP of a run, and for one identity what went wrong.
 
-UI only: the analysis lives in :mod:`dashboard.run_data` (plain functions over the
+UI only: the analysis lives in :mod:`dashboard.cache.runs` (plain functions over the
 run's stored out-of-fold scores, cached) and the figures in :mod:`dashboard.run_charts`.
 """
 

@@ -1,9 +1,9 @@
 """Training page: launch a run in a separate process, follow it live, compare every run.
 
-UI only: the run is started by :func:`core.launch.launch_training` (a detached
-``python -m core.launch`` process writing to the run store), so it survives page
+UI only: the run is started by :func:`core.runs.launch.launch_training` (a detached
+``python -m core.runs.launch`` process writing to the run store), so it survives page
 reloads and shows in every browser tab; this page only reads the run store
-(:mod:`dashboard.run_data`) and draws (:mod:`dashboard.run_charts`).
+(:mod:`dashboard.cache.runs`) and draws (:mod:`dashboard.run_charts`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Reachable with the video preselected through query parameters
 (``?video=NAME&run=RUN``), so a link from the Errors or Map page can be shared.
-UI only: reads go through :mod:`dashboard.data` / :mod:`dashboard.run_data`, figures
+UI only: reads go through :mod:`dashboard.cache.datasets` / :mod:`dashboard.cache.runs`, figures
 come from :mod:`dashboard.run_charts`.
 """
 

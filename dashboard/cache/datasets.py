@@ -16,8 +16,8 @@ Contract (docs/ARCHITECTURE.md): ``DatasetSpec``, ``SplitFiles``, ``active_datas
 
 Layout: this module holds the dataset selection, the demo data, loading and the run
 store reads; the spec itself is :mod:`dashboard.dataset_spec` (plain Python), and the
-page-specific caches are :mod:`dashboard.data_stats` (Data page),
-:mod:`dashboard.data_noise` (Noise clusters) and :mod:`dashboard.data_map` (Map).
+page-specific caches are :mod:`dashboard.cache.stats` (Data page),
+:mod:`dashboard.cache.noise` (Noise clusters) and :mod:`dashboard.cache.map` (Map).
 Every name of those modules is reachable as ``data.NAME``.
 """
 

@@ -1,6 +1,6 @@
 """Cached data of the Map page: which rows are drawn, and their 2-d projection.
 
-Part of the caching layer of :mod:`dashboard.data` (which re-exports these names).
+Part of the caching layer :mod:`dashboard.cache` (built on :mod:`dashboard.cache.datasets`).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def projection(spec: DatasetSpec, subset: str, *, method: str = "umap", n_neighb
                progress: ProgressFn | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """2-d map of the ``subset`` ("noise" or "all") videos: ``(rows, xy, total)``.
 
-    Held in memory once computed and on disk by ``core.projection`` (keyed by the data
+    Held in memory once computed and on disk by ``core.features.projection`` (keyed by the data
     and parameters), so only the first request for a map pays; ``progress`` is called
     only while computing.
     """

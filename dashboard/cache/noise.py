@@ -1,7 +1,7 @@
 """Cached noise-cluster computations: the neighbour graph of the distractors, DBSCAN,
 k-distance, eps sweeps, identity centroids and cluster summaries.
 
-Part of the caching layer of :mod:`dashboard.data` (which re-exports these names).
+Part of the caching layer :mod:`dashboard.cache` (built on :mod:`dashboard.cache.datasets`).
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ def _summary_cached(spec: DatasetSpec, fingerprint: tuple, eps: float,
 
 def cluster_summary(spec: DatasetSpec, eps: float, min_samples: int) -> pd.DataFrame:
     """One row per noise cluster at (eps, min_samples), largest first (see
-    ``core.cluster_report.summarize_clusters``)."""
+    ``core.cluster.report.summarize_clusters``)."""
     return _summary_cached(spec, files_fingerprint(spec), round(float(eps), 4), int(min_samples))
 
 

@@ -1,6 +1,6 @@
 """Cached tables of the Data page: split statistics and the effect of pooling options.
 
-Part of the caching layer of :mod:`dashboard.data` (which re-exports these names).
+Part of the caching layer :mod:`dashboard.cache` (built on :mod:`dashboard.cache.datasets`).
 """
 
 from __future__ import annotations
