@@ -41,9 +41,10 @@ def test_data_page_shows_demo_counts(app_env):
     at = _app().run()
     assert not at.exception
     from dashboard.cache import datasets as data
+    from dashboard.cache import sources
     from dashboard.cache import noise as noise_cache, stats as stats_cache
 
-    demo = data.demo_dir("tiny")
+    demo = sources.demo_dir("tiny")
     truth = pd.read_csv(demo / "truth.tsv", sep="\t")
     from core.io.formats import read_features
 
@@ -236,13 +237,14 @@ class _Evil:
 def test_uploaded_pickle_is_loaded_only_with_the_safe_loader(tmp_path, monkeypatch):
     """An upload that would run a command on load is refused and the command never runs."""
     from dashboard.cache import datasets as data
+    from dashboard.cache import sources
     from dashboard.cache import noise as noise_cache, stats as stats_cache
 
     monkeypatch.setenv("VIDID_CACHE", str(tmp_path / "cache"))
     marker = tmp_path / "pwned"
     payload = pickle.dumps({b"V1": [[b"1", [0, 0, 1, 1], 0.9, 50.0, _Evil(str(marker))]]},
                            protocol=2)
-    folder = data.save_uploads([("face_val.pickle", payload),
+    folder = sources.save_uploads([("face_val.pickle", payload),
                                 ("../../val_gt.txt", b"1 V1.mp4\n")])
     assert sorted(p.name for p in folder.iterdir()) == ["face_val.pickle", "val_gt.txt"]
     assert folder.parent == tmp_path / "cache" / "uploads"  # no path traversal
@@ -251,10 +253,10 @@ def test_uploaded_pickle_is_loaded_only_with_the_safe_loader(tmp_path, monkeypat
         data.load_split(spec, "val")
     assert not marker.exists()
     # Same content, same folder (uploads are keyed by content).
-    assert data.save_uploads([("face_val.pickle", payload),
+    assert sources.save_uploads([("face_val.pickle", payload),
                               ("../../val_gt.txt", b"1 V1.mp4\n")]) == folder
     with pytest.raises(DataError, match="no files"):
-        data.save_uploads([])
+        sources.save_uploads([])
 
 
 def test_read_truth_and_friendly_error(tmp_path):

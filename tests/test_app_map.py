@@ -43,8 +43,9 @@ def _decode(v) -> np.ndarray:
 
 def _loaded():
     from dashboard.cache import datasets as data
+    from dashboard.cache import sources
 
-    spec = data.detect_splits(data.demo_dir("tiny"))
+    spec = data.detect_splits(sources.demo_dir("tiny"))
     return spec, data.load_dataset(spec)
 
 
@@ -151,6 +152,7 @@ def test_progress_exception_does_not_leave_tqdm_lock_held(app_env, monkeypatch):
     from tqdm import tqdm
 
     from dashboard.cache import datasets as data
+    from dashboard.cache import sources
     from dashboard.cache import map as data_map
 
     calls = []
@@ -170,7 +172,7 @@ def test_progress_exception_does_not_leave_tqdm_lock_held(app_env, monkeypatch):
     def progress(fraction, message):
         raise Leave(message)
 
-    spec = data.detect_splits(data.demo_dir("tiny"))
+    spec = data.detect_splits(sources.demo_dir("tiny"))
     with pytest.raises(Leave):
         data_map.projection(spec, "noise", method="umap", n_neighbors=7, progress=progress)
     locks = tqdm.get_lock().locks  # a threading RLock (and a multiprocessing one)

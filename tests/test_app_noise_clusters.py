@@ -33,7 +33,7 @@ def _n_clusters(at) -> int:
 def _noise_X() -> np.ndarray:
     """The train+val distractors, pooled straight from the demo files."""
     from core.features.dataset import open_split
-    from dashboard.cache.datasets import demo_dir
+    from dashboard.cache.sources import demo_dir
 
     d = demo_dir("tiny")
     parts = [open_split(d / f"face_{s}.pickle", d / f"{s}_gt.txt", split=s)

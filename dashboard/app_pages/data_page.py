@@ -16,6 +16,7 @@ import streamlit as st
 from core.synth import PRESETS
 from dashboard import charts
 from dashboard.cache import datasets as data
+from dashboard.cache import sources
 from dashboard.cache import stats as stats_cache
 
 st.title("Data")
@@ -53,14 +54,14 @@ with st.container(border=True):
                       label_visibility="collapsed")
     if source == "Demo":
         presets = list(PRESETS)
-        default = data.demo_preset() if data.demo_preset() in presets else "demo"
+        default = sources.demo_preset() if sources.demo_preset() in presets else "demo"
         c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
         preset = c1.selectbox("Demo preset", presets, index=presets.index(default),
                               key="data_preset", persist_state="session",
                               help="tiny: seconds to generate; demo: 400 identities; large: "
                                    "2019 scale (10,000 identities, several GB, minutes)")
         if c2.button("Use the demo", key="data_use_demo", width="stretch"):
-            _try_activate(lambda: data.demo_spec(preset))
+            _try_activate(lambda: sources.demo_spec(preset))
     elif source == "Folder on this machine":
         c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
         folder = c1.text_input(
@@ -78,7 +79,7 @@ with st.container(border=True):
             help="Name them as the dataset does: face_val.pickle + val_gt.txt, ...")
         if st.button("Load uploaded files", key="data_load_uploads", disabled=not files):
             _try_activate(lambda: data.detect_splits(
-                data.save_uploads((f.name, f.getvalue()) for f in files), name="upload"))
+                sources.save_uploads((f.name, f.getvalue()) for f in files), name="upload"))
 
 spec = data.active_dataset()
 try:

@@ -17,6 +17,7 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.cache import datasets as data
+from dashboard.cache import runs as run_data
 from dashboard.cache import map as map_cache, noise as noise_cache
 
 st.title("Map")
@@ -96,7 +97,7 @@ elif color_by == "quality":
     continuous = True
 else:
     title = "outcome"
-    runs = data.list_runs(str(data.runs_root()))
+    runs = run_data.runs_table(data.runs_root())
     done = runs[(runs["state"] == "complete")] if not runs.empty else runs
     if not done.empty:
         done = done[[(Path(p) / "oof.npz").is_file() for p in done["path"]]]
@@ -109,7 +110,7 @@ else:
             "Run", by_name.index.tolist(), key="map_run",
             format_func=lambda n: f"{n} ({by_name.loc[n, 'method']}, mAP "
                                   f"{float(by_name.loc[n, 'mAP'] or float('nan')):.4f})")
-        outcome = data.run_correctness(by_name.loc[run_name, "path"])
+        outcome = run_data.run_correctness(by_name.loc[run_name, "path"])
         extra_col["outcome"] = outcome["outcome"].reindex(names_all).fillna("not scored") \
             .to_numpy(dtype=object)
         if (extra_col["outcome"] == "not scored").all():

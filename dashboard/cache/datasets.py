@@ -11,26 +11,22 @@ reloads it. Everything that is not Streamlit-specific (finding the splits of a f
 reading ``truth.tsv``) is a plain function and is unit-tested without a running app.
 
 Contract (docs/ARCHITECTURE.md): ``DatasetSpec``, ``SplitFiles``, ``active_dataset``,
-``ensure_demo``, ``load_split``, ``load_dataset``, ``runs_root``; session keys
-``dataset`` and ``noise_labels``.
+``load_split``, ``load_dataset``, ``runs_root``; session keys ``dataset`` and
+``noise_labels``.
 
-Layout: this module holds the dataset selection, the demo data, loading and the run
-store reads; the spec itself is :mod:`dashboard.dataset_spec` (plain Python), and the
-page-specific caches are :mod:`dashboard.cache.stats` (Data page),
-:mod:`dashboard.cache.noise` (Noise clusters) and :mod:`dashboard.cache.map` (Map).
-Every name of those modules is reachable as ``data.NAME``.
+Layout: this module holds the dataset selection, loading and its memory checks; where
+a dataset comes from (the demo, uploads) is :mod:`dashboard.cache.sources`, the spec
+itself :mod:`dashboard.dataset_spec` (plain Python), the page-specific caches
+:mod:`dashboard.cache.stats` (Data page), :mod:`dashboard.cache.noise` (Noise
+clusters), :mod:`dashboard.cache.map` (Map), and the run store's reads
+:mod:`dashboard.cache.runs`. Pages import the module they need.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
-import shutil
-import tempfile
-import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 import pandas as pd
@@ -38,6 +34,7 @@ import streamlit as st
 
 from core.errors import DataError
 from core.paths import cache_root, runs_root  # the one rule of where things live
+from dashboard.cache.sources import demo_spec
 from dashboard.dataset_spec import (
     SPLIT_ORDER,
     DatasetSpec,
@@ -49,82 +46,12 @@ from dashboard.dataset_spec import (
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from core.features.dataset import LabelledVideos
 
-ProgressFn = Callable[[float, str], None]
-
-PRESET_ENV = "VIDID_DEMO_PRESET"
-DEFAULT_PRESET = "demo"
 # Session-state keys shared across pages (page-only keys are prefixed by their page).
 KEY_DATASET = "dataset"
 KEY_NOISE_LABELS = "noise_labels"
 
 
-# --------------------------------------------------------------------------- folders on disk
-# cache_root() and runs_root() are core.paths' (imported above).
-
-def demo_preset() -> str:
-    """The demo preset: ``$VIDID_DEMO_PRESET`` or ``"demo"``."""
-    return os.environ.get(PRESET_ENV) or DEFAULT_PRESET
-
-
-def demo_dir(preset: str | None = None, seed: int = 0) -> Path:
-    return cache_root() / f"demo-{preset or demo_preset()}-seed{seed}"
-
-
-_DEMO_LOCK = threading.Lock()
-
-
-def generate_demo(preset: str, seed: int = 0, *, progress: ProgressFn | None = None) -> Path:
-    """Generate the demo data once into ``demo_dir(preset)``; safe for concurrent sessions.
-
-    Generation happens in a temporary folder beside the target which is renamed into
-    place at the end, so a half-written demo is never picked up (a crash leaves only a
-    temporary folder, removed by the next attempt's cleanup).
-    """
-    from core.synth import generate
-
-    target = demo_dir(preset, seed)
-    with _DEMO_LOCK:
-        if target.is_dir():
-            return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            generate(tmp, preset=preset, seed=seed, progress=progress)
-            try:
-                os.replace(tmp, target)
-            except OSError:
-                if not target.is_dir():  # another process won the race: keep theirs
-                    raise
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def ensure_demo(preset: str | None = None) -> Path:
-    """The demo dataset folder, generated on first use with a progress bar on the page."""
-    preset = preset or demo_preset()
-    target = demo_dir(preset)
-    if target.is_dir():
-        return target
-    bar = st.progress(0.0, text=f"Generating the '{preset}' demo dataset (first launch only)…")
-
-    def progress(fraction: float, message: str = "") -> None:
-        bar.progress(min(max(float(fraction), 0.0), 1.0),
-                     text=f"Generating the '{preset}' demo dataset: {message}")
-
-    try:
-        return generate_demo(preset, progress=progress)
-    finally:
-        bar.empty()
-
-
-def demo_spec(preset: str | None = None) -> DatasetSpec:
-    """The spec of the (generated on demand) demo dataset."""
-    preset = preset or demo_preset()
-    spec = detect_splits(ensure_demo(preset), name=f"demo ({preset})")
-    return DatasetSpec(spec.name, spec.root, spec.splits, spec.truth, spec.videos_dir, kind="demo")
-
+# --------------------------------------------------------------------------- the active dataset
 
 def active_dataset() -> DatasetSpec:
     """The dataset every page works on: ``st.session_state["dataset"]``, default the demo."""
@@ -147,32 +74,6 @@ def activate(spec: DatasetSpec) -> "LabelledVideos":
         # A clustering chosen on another dataset means nothing here.
         st.session_state.pop(KEY_NOISE_LABELS, None)
     return lv
-
-
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def save_uploads(files: Iterable[tuple[str, bytes]], *, root: Path | None = None) -> Path:
-    """Write uploaded files into a fresh folder keyed by their content; return the folder.
-
-    Only the base name of each upload is kept (no path traversal), and nothing is
-    unpickled here: the folder is then opened with the safe loader like any other.
-    """
-    files = list(files)
-    if not files:
-        raise DataError("no files uploaded")
-    h = hashlib.sha256()
-    for name, data in sorted(files):
-        h.update(name.encode())
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-    folder = (root or cache_root() / "uploads") / h.hexdigest()[:16]
-    from core.atomic import atomic_write_bytes
-
-    for name, data in files:
-        safe = _SAFE_NAME.sub("_", Path(name).name).lstrip(".") or "upload"
-        atomic_write_bytes(folder / safe, data)
-    return folder
 
 
 #: What a page catches around user-driven loads: shown as one line, never a traceback.
@@ -392,36 +293,8 @@ def review_page() -> str | None:
     return REVIEW_PAGE if (Path(__file__).parents[1] / REVIEW_PAGE).is_file() else None
 
 
-# --------------------------------------------------------------------------- runs
-
-
-@st.cache_data(ttl=5, show_spinner=False)
-def list_runs(root: str) -> pd.DataFrame:
-    """The run store's table (re-read every few seconds)."""
-    from core.runs import list_runs as _list
-
-    return _list(root)
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def _correctness_cached(run_path: str, mtime: float) -> pd.DataFrame:
-    from core.runs.oof import load_out_of_fold
-
-    return load_out_of_fold(run_path).outcome_table()  # the one "wrong" rule (noise wins)
-
-
-def run_correctness(run_path: str | os.PathLike) -> pd.DataFrame:
-    """Per video of a finished run: ``outcome`` (correct / wrong / distractor / not scored),
-    ``predicted`` and ``true`` identity, from its out-of-fold top-1 prediction."""
-    p = Path(run_path) / "oof.npz"
-    return _correctness_cached(str(run_path), p.stat().st_mtime)
-
-
-__all__ = ["DEFAULT_PRESET", "DatasetSpec", "KEY_DATASET", "KEY_NOISE_LABELS", "PRESET_ENV",
-           "REVIEW_PAGE", "SPLIT_ORDER", "SplitFiles", "USER_ERRORS", "activate",
-           "active_dataset", "cache_root", "check_load_fits", "estimate_load_memory",
-           "feature_cached", "demo_dir", "demo_preset", "demo_spec",
-           "detect_splits", "ensure_demo", "files_fingerprint", "friendly_error",
-           "generate_demo", "labelled_ids", "list_runs", "load_dataset", "load_split",
-           "load_truth", "noise_rows", "read_truth", "review_page", "run_correctness",
-           "runs_root", "save_uploads"]
+__all__ = ["DatasetSpec", "KEY_DATASET", "KEY_NOISE_LABELS", "REVIEW_PAGE", "SPLIT_ORDER",
+           "SplitFiles", "USER_ERRORS", "activate", "active_dataset", "cache_root",
+           "check_load_fits", "detect_splits", "estimate_load_memory", "feature_cached",
+           "files_fingerprint", "friendly_error", "labelled_ids", "load_dataset", "load_split",
+           "load_truth", "noise_rows", "read_truth", "review_page", "runs_root"]

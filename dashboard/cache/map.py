@@ -10,14 +10,10 @@ import threading
 import numpy as np
 import streamlit as st
 
-from dashboard.cache.datasets import (
-    DatasetSpec,
-    ProgressFn,
-    cache_root,
-    files_fingerprint,
-    load_dataset,
-    noise_rows,
-)
+from core.paths import cache_root
+from core.progress import ProgressFn
+from dashboard.cache.datasets import load_dataset, noise_rows
+from dashboard.dataset_spec import DatasetSpec, files_fingerprint
 
 #: Beyond this many points the map shows a seeded random sample.
 MAX_MAP_POINTS = 100_000

@@ -13,13 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from core.cluster.eps_choice import choose_eps, eps_on_graph, k_distance_knee  # training's rule
-from dashboard.cache.datasets import (
-    DatasetSpec,
-    files_fingerprint,
-    load_dataset,
-    load_truth,
-    noise_rows,
-)
+from dashboard.cache.datasets import load_dataset, load_truth, noise_rows
+from dashboard.dataset_spec import DatasetSpec, files_fingerprint
 
 #: The largest radius the neighbour graph is built to (unit vectors: distances in [0, 2];
 #: the original solution clustered at 1.2).

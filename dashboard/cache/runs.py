@@ -204,6 +204,23 @@ def _session_clusters_cached(names: tuple, labels: tuple) -> dict[str, int]:
     return {canonical_name(n): k for n, k in zip(names, labels)}
 
 
+# ============================================================================ the Map's outcome colours
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _correctness_cached(run_path: str, mtime: float) -> pd.DataFrame:
+    from core.runs.oof import load_out_of_fold
+
+    return load_out_of_fold(run_path).outcome_table()  # the one "wrong" rule (noise wins)
+
+
+def run_correctness(run_path: str | os.PathLike) -> pd.DataFrame:
+    """Per video of a finished run: ``outcome`` (correct / wrong / distractor / not scored),
+    ``predicted`` and ``true`` identity, from its out-of-fold top-1 prediction."""
+    p = Path(run_path) / "oof.npz"
+    return _correctness_cached(str(run_path), p.stat().st_mtime)
+
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def _nearest_cluster_cached(spec_key: tuple, videos: tuple[str, ...], clusters_key: tuple) -> dict[str, int]:
     from dashboard.cache import datasets as data

@@ -12,13 +12,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard.cache.datasets import (
-    DatasetSpec,
-    files_fingerprint,
-    labelled_ids,
-    load_dataset,
-    load_split,
-)
+from dashboard.cache.datasets import labelled_ids, load_dataset, load_split
+from dashboard.dataset_spec import DatasetSpec, files_fingerprint
 
 
 @st.cache_data(max_entries=8, show_spinner="Counting…")
