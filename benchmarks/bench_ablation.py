@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     from core.features.dataset import concat, open_split
     from core.io.formats import read_features, read_ground_truth
     from core.runs import Run
-    from core.learn import TrainConfig, fit, predict_submission
+    from core.learn import TrainConfig, fit
+    from core.runs import predict_submission
 
     data_dir = Path(args.data) if args.data else demo_dir(args.preset, args.seed, args.cache)
     t0 = time.perf_counter()

@@ -43,7 +43,8 @@ def test_a_toy_method_is_one_scorer_and_one_registry_line(toy_method, tiny_demo,
     from core.cli import build_parser
     from core.features.dataset import open_split
     from core.io.formats import read_features
-    from core.learn import TrainConfig, fit, predict_scores
+    from core.learn import TrainConfig, fit
+    from core.runs import predict_scores
     from core.runs import Run, new_run_dir
 
     # every reader of the registry now offers it

@@ -175,7 +175,7 @@ def test_config_validation():
 def test_noise_training_beats_chance_on_tiny(noise_run, tiny_demo, tmp_path):
     from core.io.formats import read_ground_truth
     from core.learn.metrics import evaluate_files
-    from core.learn import predict_submission
+    from core.runs import predict_submission
 
     run, cfg, summary = noise_run
     assert run.state == "complete"
@@ -211,7 +211,8 @@ def test_out_of_fold_scores_are_bounded_and_complete(noise_run, tiny_data):
 def test_same_seed_same_scores_and_resume_equals_uninterrupted(noise_run, tiny_data, tiny_demo, tmp_path):
     from core.io.formats import read_features
     from core.runs import Run
-    from core.learn import fit, predict_scores
+    from core.learn import fit
+    from core.runs import predict_scores
 
     run1, cfg, s1 = noise_run
     run2, _, s2 = _fit(tmp_path, tiny_data, "again")
@@ -238,7 +239,7 @@ def test_same_seed_same_scores_and_resume_equals_uninterrupted(noise_run, tiny_d
 
 def test_nn_and_knn_through_the_same_interface(tiny_data, tiny_demo, tmp_path):
     from core.io.formats import read_features
-    from core.learn import predict_scores
+    from core.runs import predict_scores
 
     fs = read_features(tiny_demo / "face_test.pickle")
     for method in ("nn", "knn"):
@@ -250,7 +251,7 @@ def test_nn_and_knn_through_the_same_interface(tiny_data, tiny_demo, tmp_path):
 
 def test_single_fold_model_and_views_change_scores(noise_run, tiny_demo):
     from core.io.formats import read_features
-    from core.learn import predict_scores
+    from core.runs import predict_scores
 
     run, _, _ = noise_run
     fs = read_features(tiny_demo / "face_test.pickle")
@@ -275,7 +276,7 @@ def test_cancel_between_epochs(tiny_data, tmp_path):
     assert run.completed_folds() == [] and run.summary() is None
     assert len(run.metrics()) == 1  # stopped after the first epoch
     with pytest.raises(DataError, match="cancelled, not complete"):
-        from core.learn import predict_scores
+        from core.runs import predict_scores
 
         predict_scores(run.path, tiny_data.frames)
 

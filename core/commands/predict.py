@@ -48,12 +48,12 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(2, "No such file or directory", args.feats)
     if os.path.isdir(args.out):
         raise IsADirectoryError(21, "Is a directory", args.out)
-    from core import learn as train
+    from core.runs.predict import predict_submission
 
     progress, close = (null_progress, None) if args.quiet else tqdm_progress("predict")
     try:
-        ranking = train.predict_submission(run_.path, args.feats, args.out, views=args.views,
-                                           progress=progress)
+        ranking = predict_submission(run_.path, args.feats, args.out, views=args.views,
+                                     progress=progress)
     finally:
         if close:
             close()

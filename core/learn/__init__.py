@@ -13,8 +13,8 @@
    checkpoint, score the held-out videos (out-of-fold scores, test-time views);
 4. the out-of-fold ranking gives the run's mAP and per-identity AP.
 
-``predict_scores`` / ``predict_submission`` ensemble the fold models of a complete
-run over new videos. Every method is an entry of :mod:`core.learn.methods` (``knn``
+Prediction with the fold models of a complete run (``predict_scores`` /
+``predict_submission``) reads the run store, so it is :mod:`core.runs.predict`. Every method is an entry of :mod:`core.learn.methods` (``knn``
 scores against the labelled videos with :mod:`core.learn.knn`; ``nn`` and ``noise``
 train networks); the distractors' clustering is :mod:`core.cluster.clusterers`.
 """
@@ -26,8 +26,7 @@ from core.learn.config import (TrainConfig, TrainingCancelled,
                                fold_seed, resolve_device)
 from core.learn.fit import fit
 from core.learn.methods import Method, get_method, method_names, register_method, unregister_method
-from core.learn.predict import predict_scores, predict_submission
 
 __all__ = ["Method", "TrainConfig", "TrainingCancelled", "cluster_distractors", "fit",
-           "fold_seed", "get_method", "method_names", "predict_scores", "predict_submission",
+           "fold_seed", "get_method", "method_names",
            "register_method", "resolve_device", "unregister_method"]

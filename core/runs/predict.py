@@ -23,7 +23,7 @@ class _Ensemble:
     """The fold models of a complete run, loaded once."""
 
     def __init__(self, run_dir: str | os.PathLike, folds: Sequence[int] | None = None) -> None:
-        from core.runs import Run
+        from core.runs.run import Run
 
         run = Run.open(run_dir)
         state = run.state
