@@ -47,13 +47,9 @@ def k_distance_knee(X: np.ndarray, min_samples: int) -> float:
     >>> round(k_distance_knee(X, 2), 4)  # every point is sqrt(2) from the others
     1.4142
     """
-    from core.learn.knn import nearest_labelled
+    from core.cluster.kdist import kth_neighbour_distances
 
-    X = np.asarray(X, dtype=np.float32)
-    k = min(int(min_samples), len(X))
-    _, sim = nearest_labelled(X, X, k=k)
-    dist = np.sqrt(np.clip(2.0 - 2.0 * sim[:, k - 1].astype(np.float64), 0.0, None))
-    curve = np.sort(dist)
+    curve = np.sort(kth_neighbour_distances(X, min_samples))
     return float(curve[knee_index(curve)])
 
 
