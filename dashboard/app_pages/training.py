@@ -89,7 +89,8 @@ def _launch_form(spec: data.DatasetSpec, root: Path) -> None:
                   min_samples=int(min_samples), lr=float(lr), batch_size=int(batch), seed=int(seed),
                   knn_k=int(knn_k), weighting=weighting, ensemble=ensemble, views=bool(views),
                   augment=bool(augment))
-    noise = chosen if (chosen is not None and source == options[0] and method == "noise") else None
+    noise = chosen if (chosen is not None and source == options[0]
+                       and get_method(method).noise_classes) else None
     pairs = [(s.name, s.feats, s.gt) for s in spec.splits if s.name in ("train", "val")]
     from core.runs.launch import launch_training
 
