@@ -2,7 +2,7 @@
 
 Trains ``knn``, ``nn`` and ``noise`` runs on train + val (val brings the distractors),
 predicts the test split, scores each submission with the official metric against
-``test_gt.txt`` (``core.metrics.evaluate_files``, the code behind ``vidid evaluate``)
+``test_gt.txt`` (``core.learn.metrics.evaluate_files``, the code behind ``vidid evaluate``)
 and prints one row per step of the method:
 
     KNN | NN (one fold model) | NN + noise classes (one fold model) | + ensemble | + test-time views
@@ -65,8 +65,8 @@ class Row:
 
 def evaluate(gt_path: Path, sub_path: Path, distractors: set[str]) -> tuple[float, float]:
     """(official mAP, mAP of the same submission with every distractor removed)."""
-    from core.formats import read_submission, write_submission
-    from core.metrics import evaluate_files
+    from core.io.formats import read_submission, write_submission
+    from core.learn.metrics import evaluate_files
 
     m = evaluate_files(gt_path, sub_path)["mAP"]
     clean = {i: [v for v in vids if v not in distractors] for i, vids in read_submission(sub_path).items()}
@@ -93,10 +93,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--keep", default=None, help="keep the runs under this folder")
     args = ap.parse_args(argv)
 
-    from core.dataset import concat, open_split
-    from core.formats import read_features, read_ground_truth
+    from core.features.dataset import concat, open_split
+    from core.io.formats import read_features, read_ground_truth
     from core.runs import Run
-    from core.train import TrainConfig, fit, predict_submission
+    from core.learn import TrainConfig, fit
+    from core.runs import predict_submission
 
     data_dir = Path(args.data) if args.data else demo_dir(args.preset, args.seed, args.cache)
     t0 = time.perf_counter()

@@ -34,8 +34,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.formats import load_pickle_safe, read_features, write_features  # noqa: E402
-from core.frames import frameset_from_videos, load_frameset  # noqa: E402
+from core.io.formats import read_features, write_features  # noqa: E402
+from core.io.safe_pickle import load_pickle_safe  # noqa: E402
+from core.io.frames import frameset_from_videos, load_frameset  # noqa: E402
 
 
 def make_videos(n_videos: int, mean_frames: float, dim: int, seed: int) -> dict[str, list]:

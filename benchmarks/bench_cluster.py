@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.cluster import NeighborGraph  # noqa: E402
-from core.neighbors import graph_recall  # noqa: E402
+from core.cluster.neighbors import graph_recall  # noqa: E402
 
 
 def pooled_like(n: int, *, dim: int = 512, rank: int = 24, once_share: float = 0.5,

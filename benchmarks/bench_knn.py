@@ -1,4 +1,4 @@
-"""Benchmark core.knn.knn_scores against scikit-learn NearestNeighbors (brute, cosine).
+"""Benchmark core.learn.knn.knn_scores against scikit-learn NearestNeighbors (brute, cosine).
 
 The reference is what one writes with scikit-learn: per identity, fit
 ``NearestNeighbors(metric="cosine", algorithm="brute")`` on that identity's reference
@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from core.knn import knn_scores, nearest_labelled  # noqa: E402
+from core.learn.knn import knn_scores, nearest_labelled  # noqa: E402
 
 
 def make_data(n_q: int, n_ref: int, dim: int, n_ids: int, seed: int):

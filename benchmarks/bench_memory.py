@@ -67,9 +67,9 @@ def _child(step: str, args: dict) -> dict:
     import scipy.sparse.csgraph  # noqa: F401 - used by dbscan; import before the baseline
 
     from core.cluster import NeighborGraph
-    from core.dataset import open_split
-    from core.formats import read_features
-    from core.pooling import pool_videos
+    from core.features.dataset import open_split
+    from core.io.formats import read_features
+    from core.features.pooling import pool_videos
 
     out: dict = {}
     baseline = _status_kb("VmRSS")
@@ -85,7 +85,7 @@ def _child(step: str, args: dict) -> dict:
         pv = pool_videos(fs)
         out.update(videos=fs.n_videos, frames=fs.n_frames, pooled=len(pv))
     elif step == "dataset":  # what training and the dashboard hold: every split, concatenated
-        from core.dataset import concat
+        from core.features.dataset import concat
 
         os.environ["VIDID_CACHE"] = args["cache"]
         parts = [open_split(feats, gt) for feats, gt in args["pairs"]]

@@ -2,7 +2,7 @@
 
 Three ways to pool a random ragged dataset (float16 512-d frames, ~30 per video):
 
-* ``vectorised``  — ``core.pooling.pool_videos`` on the contiguous FrameSet;
+* ``vectorised``  — ``core.features.pooling.pool_videos`` on the contiguous FrameSet;
 * ``python loop`` — the original code's way over the pickle layout
   (``name -> [[frame_str, bbox, det, quality, feat], ...]``): per video build the
   frame matrix and weights with ``np.array`` and average;
@@ -24,8 +24,8 @@ import time
 
 import numpy as np
 
-from core.frames import FrameSet
-from core.pooling import pool_videos
+from core.io.frames import FrameSet
+from core.features.pooling import pool_videos
 
 
 def random_frameset(n_videos: int, *, mean_frames: float = 30.0, dim: int = 512,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.pickle_stream import write_features_stream
+from core.io.pickle_stream import write_features_stream
 from core.synth import generate
 
 

@@ -1,6 +1,6 @@
 """Training throughput of the ArcFace network at the original head size, vs the matmul bound.
 
-One training step of :class:`core.model.VideoNet` (what ``core.train_loop`` runs per
+One training step of :class:`core.learn.model.VideoNet` (what ``core.learn.loop`` runs per
 batch: forward with margin, weighted cross-entropy, backward, Adam step) on random
 pooled vectors, for a 13,559-class head (the original 2018 solution: 2C + K classes)
 with batch 512, 512 -> 512 embedding. Beside it, in the same run, the six matrix
@@ -39,9 +39,9 @@ def _timer(fn, inner: int):
 
 
 def train_step(n_classes: int, batch: int, dim: int, emb: int):
-    """One training step of VideoNet + Adam, exactly as ``core.train_loop`` runs it."""
-    from core.model import ModelConfig, build_model
-    from core.train_loop import make_optimizer
+    """One training step of VideoNet + Adam, exactly as ``core.learn.loop`` runs it."""
+    from core.learn.model import ModelConfig, build_model
+    from core.learn.loop import make_optimizer
 
     net = build_model(ModelConfig(in_dim=dim, emb_dim=emb, n_classes=n_classes), seed=0)
     opt = make_optimizer(net, lr=1e-3, weight_decay=0.0)

@@ -10,7 +10,7 @@ the process being killed by the kernel's out-of-memory killer mid-way.
   of ``memory.current``; cgroup v1 ``memory.limit_in_bytes`` too) when one is set.
   No psutil needed.
 * :func:`estimate_load_bytes` — peak memory of reading a feature pickle with the safe
-  loader and converting it to a :class:`~core.frames.FrameSet`:
+  loader and converting it to a :class:`~core.io.frames.FrameSet`:
   ``LOAD_BYTES_PER_PICKLE_BYTE * size + LOAD_OVERHEAD_BYTES``. Both constants were
   measured with ``benchmarks/bench_memory.py`` (peak RSS of a fresh process, see
   ``docs/RELIABILITY.md``): while the file is unpickled every frame exists twice, once
@@ -76,7 +76,7 @@ CLUSTER_LIST_BYTES_PER_EDGE = 24
 #: Bytes per entry of one block of the blocked matrix product (float32 scores, the
 #: boolean screen, slack for the index arrays).
 CLUSTER_BLOCK_BYTES_PER_ENTRY = 6
-#: Entries per block (``core.neighbors.build_radius_graph``: rows x n <= 32M).
+#: Entries per block (``core.cluster.neighbors.build_radius_graph``: rows x n <= 32M).
 CLUSTER_BLOCK_ENTRIES = 32_000_000
 #: Fixed part: BLAS thread buffers allocated by the first matrix product, scipy temporaries.
 CLUSTER_OVERHEAD_BYTES = 96 * 2**20
@@ -279,7 +279,7 @@ def estimate_dataset_bytes(paths: Iterable[str | os.PathLike | int]) -> int:
     """Peak memory of holding feature files as one labelled dataset (after their first read).
 
     What ``vidid train`` and the dashboard's ``load_dataset`` hold: every split opened
-    with :func:`core.dataset.open_split` (from the columnar cache) and concatenated — the
+    with :func:`core.features.dataset.open_split` (from the columnar cache) and concatenated — the
     pooled vectors and, twice during the concatenation, every frame. Add
     :func:`estimate_load_bytes` of the largest file when its cache does not exist yet
     (files are converted one at a time).

@@ -3,7 +3,7 @@
 :class:`DatasetSpec` (a folder and the files of each split) is the contract every
 page codes against; :func:`detect_splits` builds one from file names and
 :func:`files_fingerprint` keys the caches on the files' size and mtime. Plain Python
-(no Streamlit), re-exported by :mod:`dashboard.data`.
+(no Streamlit); :mod:`dashboard.cache.datasets` offers them to the pages (its contract).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ def build_pages() -> list[st.Page]:
 
 
 def _sidebar() -> None:
-    from dashboard import data
+    from dashboard.cache import datasets as data
 
     try:  # first visit: generates the demo (with a progress bar) before any page runs
         spec = data.active_dataset()

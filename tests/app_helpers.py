@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "streamlit_app.py")
-TINY_DEMO_NAME = "demo-tiny-seed0"  # dashboard.data.demo_dir("tiny") under $VIDID_CACHE
+TINY_DEMO_NAME = "demo-tiny-seed0"  # dashboard.cache.datasets.demo_dir("tiny") under $VIDID_CACHE
 
 
 def open_page(page: str, session: Mapping[str, Any] | None = None, timeout: float = 120, *,
@@ -192,7 +192,7 @@ def wait_for_run(path: Path, until: Callable[[Run], bool], timeout: float = 120.
 
 
 def make_knn_run(demo: Path, runs: Path, *, folds: int = 3) -> tuple[Path, dict]:
-    """A real, complete KNN run trained in-process with core.train (a couple of seconds).
+    """A real, complete KNN run trained in-process with core.learn (a couple of seconds).
 
     Trains on the train and val splits of ``demo`` into a new run directory of ``runs``.
 
@@ -207,9 +207,9 @@ def make_knn_run(demo: Path, runs: Path, *, folds: int = 3) -> tuple[Path, dict]
     >>> 0 <= summary["mAP"] <= 1  # doctest: +SKIP
     True
     """
-    from core.dataset import concat, open_split
+    from core.features.dataset import concat, open_split
     from core.runs import new_run_dir
-    from core.train import TrainConfig, fit
+    from core.learn import TrainConfig, fit
 
     cfg = TrainConfig(method="knn", folds=folds, views=False)
     pairs = [("train", demo / "face_train.pickle", demo / "train_gt.txt"),

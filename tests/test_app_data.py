@@ -40,11 +40,13 @@ def _open_folder(at, folder: Path):
 def test_data_page_shows_demo_counts(app_env):
     at = _app().run()
     assert not at.exception
-    from dashboard import data
+    from dashboard.cache import datasets as data
+    from dashboard.cache import sources
+    from dashboard.cache import noise as noise_cache, stats as stats_cache
 
-    demo = data.demo_dir("tiny")
+    demo = sources.demo_dir("tiny")
     truth = pd.read_csv(demo / "truth.tsv", sep="\t")
-    from core.formats import read_features
+    from core.io.formats import read_features
 
     lengths = np.concatenate([read_features(demo / f"face_{s}.pickle").lengths
                               for s in ("train", "val", "test")])
@@ -156,7 +158,8 @@ def test_memory_estimates_of_the_dashboard(tmp_path, monkeypatch):
         estimate_dataset_bytes,
         estimate_load_bytes,
     )
-    from dashboard import data
+    from dashboard.cache import datasets as data
+    from dashboard.cache import noise as noise_cache, stats as stats_cache
 
     mib = 2**20
     f = tmp_path / "face_train.pickle"
@@ -173,12 +176,12 @@ def test_memory_estimates_of_the_dashboard(tmp_path, monkeypatch):
     assert abs(data.estimate_load_memory([f, g]) - expect) <= 1
     assert data.estimate_load_memory([f, g]) > estimate_dataset_bytes([f, g])
     monkeypatch.setattr(core.resources, "available_memory_bytes", lambda: 2**30)
-    data.check_graph_fits(1000)  # 1000 vectors, 499,500 pairs: ~0.2 GiB of 1 GiB
+    noise_cache.check_graph_fits(1000)  # 1000 vectors, 499,500 pairs: ~0.2 GiB of 1 GiB
     with pytest.raises(DataError, match="neighbour graph of 30,000 distractors"):
-        data.check_graph_fits(30_000)  # capped at GRAPH_MAX_EDGES pairs: > 1 GiB
-    assert estimate_cluster_bytes(30_000, data.GRAPH_MAX_EDGES) > 0.8 * 2**30
+        noise_cache.check_graph_fits(30_000)  # capped at GRAPH_MAX_EDGES pairs: > 1 GiB
+    assert estimate_cluster_bytes(30_000, noise_cache.GRAPH_MAX_EDGES) > 0.8 * 2**30
     # The edge cap is sane: its peak (~150 B a pair) stays near a gigabyte.
-    assert 0.5 * 2**30 < estimate_cluster_bytes(30_000, data.GRAPH_MAX_EDGES) < 2 * 2**30
+    assert 0.5 * 2**30 < estimate_cluster_bytes(30_000, noise_cache.GRAPH_MAX_EDGES) < 2 * 2**30
 
 
 # ---------------------------------------------------------------- detection (no app)
@@ -191,7 +194,7 @@ def _touch(folder: Path, *names: str) -> None:
 
 
 def test_detect_splits_2019_and_2018_layouts(tmp_path):
-    from dashboard.data import detect_splits
+    from dashboard.cache.datasets import detect_splits
 
     _touch(tmp_path / "y2019", "face_train_v2.pickle", "face_val_v2.pickle", "face_test.pickle",
            "train_gt.txt", "val_gt.txt", "readme.md")
@@ -211,7 +214,7 @@ def test_detect_splits_2019_and_2018_layouts(tmp_path):
 
 
 def test_detect_splits_errors(tmp_path):
-    from dashboard.data import detect_splits
+    from dashboard.cache.datasets import detect_splits
 
     _touch(tmp_path / "odd", "features.pickle")
     with pytest.raises(DataError, match="no iQIYI-VID feature files.*features.pickle"):
@@ -233,13 +236,15 @@ class _Evil:
 
 def test_uploaded_pickle_is_loaded_only_with_the_safe_loader(tmp_path, monkeypatch):
     """An upload that would run a command on load is refused and the command never runs."""
-    from dashboard import data
+    from dashboard.cache import datasets as data
+    from dashboard.cache import sources
+    from dashboard.cache import noise as noise_cache, stats as stats_cache
 
     monkeypatch.setenv("VIDID_CACHE", str(tmp_path / "cache"))
     marker = tmp_path / "pwned"
     payload = pickle.dumps({b"V1": [[b"1", [0, 0, 1, 1], 0.9, 50.0, _Evil(str(marker))]]},
                            protocol=2)
-    folder = data.save_uploads([("face_val.pickle", payload),
+    folder = sources.save_uploads([("face_val.pickle", payload),
                                 ("../../val_gt.txt", b"1 V1.mp4\n")])
     assert sorted(p.name for p in folder.iterdir()) == ["face_val.pickle", "val_gt.txt"]
     assert folder.parent == tmp_path / "cache" / "uploads"  # no path traversal
@@ -248,14 +253,14 @@ def test_uploaded_pickle_is_loaded_only_with_the_safe_loader(tmp_path, monkeypat
         data.load_split(spec, "val")
     assert not marker.exists()
     # Same content, same folder (uploads are keyed by content).
-    assert data.save_uploads([("face_val.pickle", payload),
+    assert sources.save_uploads([("face_val.pickle", payload),
                               ("../../val_gt.txt", b"1 V1.mp4\n")]) == folder
     with pytest.raises(DataError, match="no files"):
-        data.save_uploads([])
+        sources.save_uploads([])
 
 
 def test_read_truth_and_friendly_error(tmp_path):
-    from dashboard.data import friendly_error, read_truth
+    from dashboard.cache.datasets import friendly_error, read_truth
 
     p = tmp_path / "truth.tsv"
     p.write_text("video\tsplit\tperson\tkind\n"
@@ -272,7 +277,8 @@ def test_read_truth_and_friendly_error(tmp_path):
 
 def test_shared_loaded_arrays_are_read_only(tiny_demo):
     """Cached datasets are shared by all sessions: a page cannot mutate them."""
-    from dashboard import data
+    from dashboard.cache import datasets as data
+    from dashboard.cache import noise as noise_cache, stats as stats_cache
 
     lv = data.load_dataset(data.detect_splits(tiny_demo))
     for arr in (lv.X, lv.ids, lv.names):
@@ -284,10 +290,11 @@ def test_shared_loaded_arrays_are_read_only(tiny_demo):
 def test_split_table_counts_labelled_empty_videos(tiny_demo):
     """Per split, labelled + distractors = videos: a ground-truth video without faces is
     still labelled (the tiny demo has empty videos both named and not named in its GT)."""
-    from core.formats import read_features, read_ground_truth
-    from dashboard import data
+    from core.io.formats import read_features, read_ground_truth
+    from dashboard.cache import datasets as data
+    from dashboard.cache import noise as noise_cache, stats as stats_cache
 
-    table = data.dataset_stats(data.detect_splits(tiny_demo))["per_split"].set_index("split")
+    table = stats_cache.dataset_stats(data.detect_splits(tiny_demo))["per_split"].set_index("split")
     n_named_empty = 0
     for s in ("train", "val", "test"):
         fs = read_features(tiny_demo / f"face_{s}.pickle")

@@ -1,4 +1,4 @@
-"""Errors page: the analysis in dashboard.run_data against independent references, and
+"""Errors page: the analysis in core.runs.oof against independent references, and
 the page itself (AppTest) with no run and with a real KNN run of the tiny demo."""
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from app_helpers import make_knn_run, open_page, tiny_app_env, wait_for_run
 
-from core.metrics import per_identity_ap, rank_videos
-from dashboard import run_data
+from core.learn.metrics import per_identity_ap, rank_videos
+from core.runs import oof as run_data
 
 PAGE = "app_pages/errors.py"
 
 
 # ----------------------------------------------------------------------------- helpers
 
-def _dense(rs: run_data.RunScores) -> np.ndarray:
+def _dense(rs: run_data.OutOfFold) -> np.ndarray:
     S = np.full((len(rs.names), rs.n_identities), -np.inf)
     rows, slots = np.nonzero(rs.classes >= 0)
     S[rows, rs.classes[rows, slots]] = rs.scores[rows, slots]
@@ -39,7 +39,7 @@ def knn_run(env):
 
 # ----------------------------------------------------------------------------- plain functions
 
-def _toy() -> run_data.RunScores:
+def _toy() -> run_data.OutOfFold:
     # 5 videos, identities 10 and 20; "d" is a distractor, "e" never held out.
     return run_data.scores_from_arrays({
         "names": np.array(["a", "b", "c", "d", "e"]),

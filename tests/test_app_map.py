@@ -42,9 +42,10 @@ def _decode(v) -> np.ndarray:
 
 
 def _loaded():
-    from dashboard import data
+    from dashboard.cache import datasets as data
+    from dashboard.cache import sources
 
-    spec = data.detect_splits(data.demo_dir("tiny"))
+    spec = data.detect_splits(sources.demo_dir("tiny"))
     return spec, data.load_dataset(spec)
 
 
@@ -88,9 +89,10 @@ def test_all_videos_by_split_and_downsampling(app_env, monkeypatch):
         assert (np.asarray(lv.split)[rows] == t["name"]).all()
     assert sum(len(_decode(t["customdata"])) for t in fig["data"]) == len(lv.names)
 
-    from dashboard import data
+    from dashboard.cache import datasets as data
+    from dashboard.cache import map as map_cache
 
-    monkeypatch.setattr(data, "MAX_MAP_POINTS", 100)
+    monkeypatch.setattr(map_cache, "MAX_MAP_POINTS", 100)
     at.run()
     assert not at.exception
     assert any(f"random sample of 100 of {len(lv.names):,}" in i.value for i in at.info)
@@ -146,21 +148,23 @@ def test_progress_exception_does_not_leave_tqdm_lock_held(app_env, monkeypatch):
     memoised, and the exception must reach the caller afterwards."""
     import threading
 
-    import core.projection
+    import core.features.projection
     from tqdm import tqdm
 
-    from dashboard import data, data_map
+    from dashboard.cache import datasets as data
+    from dashboard.cache import sources
+    from dashboard.cache import map as data_map
 
     calls = []
 
     def fake_compute(X, *, progress, **kw):  # what _umap does: tqdm writing into the sink
         calls.append(len(X))
-        sink = core.projection._TqdmSink(progress, 0.3, 0.98)
+        sink = core.features.projection._TqdmSink(progress, 0.3, 0.98)
         for _ in tqdm(range(3), file=sink, bar_format="{n}/{total}", mininterval=0):
             pass
         return np.zeros((len(X), 2), dtype=np.float32)
 
-    monkeypatch.setattr(core.projection, "compute_projection", fake_compute)
+    monkeypatch.setattr(core.features.projection, "compute_projection", fake_compute)
 
     class Leave(Exception):
         pass
@@ -168,7 +172,7 @@ def test_progress_exception_does_not_leave_tqdm_lock_held(app_env, monkeypatch):
     def progress(fraction, message):
         raise Leave(message)
 
-    spec = data.detect_splits(data.demo_dir("tiny"))
+    spec = data.detect_splits(sources.demo_dir("tiny"))
     with pytest.raises(Leave):
         data_map.projection(spec, "noise", method="umap", n_neighbors=7, progress=progress)
     locks = tqdm.get_lock().locks  # a threading RLock (and a multiprocessing one)

@@ -76,7 +76,7 @@ def test_launch_kill_resume(env):
 
 
 def test_chosen_clustering_is_used_and_cancel_stops_the_run(env):
-    from core.dataset import concat, open_split
+    from core.features.dataset import concat, open_split
 
     lv = concat([open_split(env.demo / f"face_{s}.pickle", env.demo / f"{s}_gt.txt", split=s)
                  for s in ("train", "val")])
@@ -116,7 +116,7 @@ def test_chosen_clustering_is_used_and_cancel_stops_the_run(env):
 
 
 def test_launch_rejects_bad_requests_before_starting_anything(env, tmp_path):
-    from core.launch import launch_training
+    from core.runs.launch import launch_training
 
     feats, gt = str(env.demo / "face_train.pickle"), str(env.demo / "train_gt.txt")
     with pytest.raises(ValueError, match="unknown training method 'svm'"):

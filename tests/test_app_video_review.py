@@ -21,7 +21,7 @@ def _unit(a: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def env(tiny_demo, tmp_path_factory):
-    from core.dataset import concat, open_split
+    from core.features.dataset import concat, open_split
 
     with tiny_app_env(tiny_demo, tmp_path_factory.mktemp("review_runs")) as e:
         # An independent load of every split (the page loads the same files through data.py).
@@ -117,7 +117,7 @@ def test_unknown_video_in_link_warns(env):
 
 
 def test_video_file_is_shown_when_the_videos_folder_holds_it(env, tmp_path):
-    from dashboard.data import detect_splits
+    from dashboard.cache.datasets import detect_splits
 
     folder = tmp_path / "data"
     shutil.copytree(env.demo, folder)

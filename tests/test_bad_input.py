@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from core.errors import DataError
-from core.formats import (check_ground_truth, read_features, read_ground_truth,
+from core.io.formats import (check_ground_truth, read_features, read_ground_truth,
                           read_submission)
 
 DIM = 512

@@ -126,7 +126,7 @@ def exceptions(page) -> list[str]:
 def prepare_data(cache: Path, runs: Path, preset: str, demo_source: Path | None = None) -> Path:
     """Put the demo folder inside ``cache`` (copied or generated) and start a KNN run on it.
 
-    The run trains in its own process (``core.launch``) while the caller goes on;
+    The run trains in its own process (``core.runs.launch``) while the caller goes on;
     returns the run directory (see :func:`wait_for_run`).
     """
     demo = cache / f"demo-{preset}-seed0"
@@ -140,7 +140,7 @@ def prepare_data(cache: Path, runs: Path, preset: str, demo_source: Path | None 
             shutil.rmtree(tmp, ignore_errors=True)
             generate(tmp, preset=preset, seed=0)
             tmp.rename(demo)
-    from core.launch import launch_training
+    from core.runs.launch import launch_training
 
     pairs = [(s, str(demo / f"face_{s}.pickle"), str(demo / f"{s}_gt.txt")) for s in ("train", "val")]
     return launch_training(pairs, {"method": "knn", "folds": 3, "views": False}, runs)

@@ -508,7 +508,7 @@ def test_train_data_error_leaves_no_run_behind(case: str, tiny_demo: Path, tmp_p
 # --------------------------------------------------------------------------- not errors
 def test_unknown_identities_in_a_submission_are_reported_not_fatal(tiny_demo: Path,
                                                                    tmp_path: Path, capsys):
-    from core.formats import read_ground_truth
+    from core.io.formats import read_ground_truth
 
     gt = read_ground_truth(tiny_demo / "val_gt.txt")
     by_id = gt.by_identity()
@@ -542,7 +542,7 @@ def test_pool_of_only_empty_videos_reports_them(tmp_path: Path, capsys):
     captured = capsys.readouterr()
     assert captured.err == ""
     assert "pooled 0 videos" in captured.out and "skipped 2 empty videos (E1, E2)" in captured.out
-    from core.pooling import load_pooled
+    from core.features import load_pooled
 
     assert len(load_pooled(out)) == 0
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from core.cli import main
-from core.formats import read_features, read_ground_truth, write_submission
-from core.metrics import mean_average_precision, rank_videos
-from core.pooling import load_pooled, pool_videos
+from core.io.formats import read_features, read_ground_truth, write_submission
+from core.learn.metrics import mean_average_precision, rank_videos
+from core.features import load_pooled, pool_videos
 
 
 def test_pool_writes_parquet_and_reports_empty_videos(tiny_demo, tmp_path, capsys):

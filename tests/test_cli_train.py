@@ -40,7 +40,7 @@ def knn_run(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_knn_train_predict_evaluate(tiny_demo: Path, knn_run: Path, tmp_path: Path, capsys):
-    from core.formats import read_ground_truth, read_submission
+    from core.io.formats import read_ground_truth, read_submission
 
     run = Run.open(knn_run)
     assert run.state == "complete"
@@ -73,11 +73,11 @@ def test_knn_train_predict_evaluate(tiny_demo: Path, knn_run: Path, tmp_path: Pa
 
 
 def test_predict_equals_direct_knn(tiny_demo: Path, knn_run: Path, tmp_path: Path):
-    """The knn run's submission is what core.knn + rank_videos give on the pooled data."""
-    from core.dataset import concat, open_split
-    from core.formats import read_submission
-    from core.knn import knn_scores
-    from core.metrics import rank_videos
+    """The knn run's submission is what core.learn.knn + rank_videos give on the pooled data."""
+    from core.features.dataset import concat, open_split
+    from core.io.formats import read_submission
+    from core.learn.knn import knn_scores
+    from core.learn.metrics import rank_videos
 
     sub = tmp_path / "sub.txt"
     assert main(["predict", str(knn_run), str(tiny_demo / "face_test.pickle"), "--out", str(sub),

@@ -1,4 +1,4 @@
-"""core.cluster / core.neighbors / core.cluster_report against independent references.
+"""core.cluster / core.cluster.neighbors / core.cluster.report against independent references.
 
 References: scikit-learn's DBSCAN (labels, core points), brute-force numpy distances
 (k-distance, graph pairs, summaries), hand-computed toy values, and the planted
@@ -17,10 +17,10 @@ from threadpoolctl import threadpool_limits
 from sklearn.metrics import adjusted_rand_score
 
 from core.cluster import NeighborGraph, NoiseDBSCAN, dbscan
-from core.cluster_report import (clustering_ari, eps_sweep, knee_index, purity, suggest_eps,
+from core.cluster.report import (clustering_ari, eps_sweep, knee_index, purity, suggest_eps,
                                  summarize_clusters)
-from core.cluster_ivf import build_ivf_graph
-from core.neighbors import build_radius_graph, graph_recall
+from core.cluster.ivf import build_ivf_graph
+from core.cluster.neighbors import build_radius_graph, graph_recall
 
 
 @pytest.fixture(autouse=True)
@@ -173,7 +173,7 @@ def test_leaf_order_cuts_equal_connected_components():
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
-    from core.cluster_tree import core_labels, leaf_order
+    from core.cluster.tree import core_labels, leaf_order
 
     rng = np.random.default_rng(4)
     n = 300
@@ -394,7 +394,7 @@ def test_bad_vectors_and_build_options():
 
 # --------------------------------------------------------------------------- demo data + CLI
 def _demo_distractors(tiny_demo):
-    from core.dataset import open_split
+    from core.features.dataset import open_split
 
     truth = pd.read_csv(tiny_demo / "truth.tsv", sep="\t", dtype=str).set_index("video")
     names, X = [], []

@@ -8,7 +8,7 @@ from sklearn.cluster import DBSCAN
 from threadpoolctl import threadpool_limits
 
 from core.cluster import NeighborGraph, NoiseDBSCAN
-from core.cluster_report import eps_sweep, suggest_eps, summarize_clusters
+from core.cluster.report import eps_sweep, suggest_eps, summarize_clusters
 
 
 @pytest.fixture(autouse=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.dataset import LabelledVideos, concat, open_split, subset_frames
+from core.features.dataset import LabelledVideos, concat, open_split, subset_frames
 from core.errors import DataError
-from core.formats import read_features, read_ground_truth
-from core.pooling import pool_videos, pool_views
-from core.frames import FrameSet
+from core.io.formats import read_features, read_ground_truth
+from core.features.pooling import pool_videos, pool_views
+from core.io.frames import FrameSet
 
 
 def make_frameset(lengths, *, dim=8, seed=0) -> FrameSet:

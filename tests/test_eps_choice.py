@@ -7,7 +7,7 @@ import pandas as pd
 from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score
 
-from core.eps_choice import auto_dbscan, choose_eps, k_distance_knee
+from core.cluster.eps_choice import auto_dbscan, choose_eps, k_distance_knee
 
 
 def _planted(seed: int = 0, people: int = 12, videos: int = 5, singletons: int = 80, dim: int = 32):

@@ -1,4 +1,4 @@
-"""core.formats: safe pickles (incl. a hand-built Python 2 stream), cache, GT, submissions."""
+"""core.io.formats: safe pickles (incl. a hand-built Python 2 stream), cache, GT, submissions."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from core.errors import DataError
-from core.formats import (GroundTruth, check_ground_truth, load_pickle_safe, read_features,
+from core.io import load_pickle_safe
+from core.io.formats import (GroundTruth, check_ground_truth, read_features,
                           read_ground_truth, read_submission, write_features,
                           write_ground_truth, write_submission)
-from core.frames import frameset_to_videos
+from core.io.frames import frameset_to_videos
 
 RNG = np.random.default_rng(7)
 

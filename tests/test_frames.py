@@ -1,4 +1,4 @@
-"""core.frames: conversion from the pickle layout, selection, columnar storage."""
+"""core.io.frames: conversion from the pickle layout, selection, columnar storage."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.errors import DataError
-from core.frames import (FrameSet, frameset_from_videos, frameset_to_videos, load_frameset,
+from core.io.frames import (FrameSet, frameset_from_videos, frameset_to_videos, load_frameset,
                          read_frameset_meta, save_frameset)
 
 

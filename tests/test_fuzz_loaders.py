@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from core.errors import DataError
-from core.formats import read_features, read_ground_truth, read_submission
-from core.frames import FrameSet, frameset_from_videos, load_frameset, save_frameset
+from core.io.formats import read_features, read_ground_truth, read_submission
+from core.io.frames import FrameSet, frameset_from_videos, load_frameset, save_frameset
 
 MAX_EXAMPLES = 200
 FUZZ = settings(max_examples=MAX_EXAMPLES, deadline=timedelta(seconds=5), database=None,

@@ -1,4 +1,4 @@
-"""core.knn against a scikit-learn NearestNeighbors(metric="cosine") brute-force reference."""
+"""core.learn.knn against a scikit-learn NearestNeighbors(metric="cosine") brute-force reference."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-import core.knn as knn
-from core.knn import knn_scores, nearest_labelled
+import core.learn.knn as knn
+from core.learn.knn import knn_scores, nearest_labelled
 
 
 def _data(seed: int = 0, n: int = 240, d: int = 12, n_ids: int = 8, unit: bool = True):
@@ -207,7 +207,7 @@ def test_bad_arrays():
 
 
 def test_iter_blocks_concatenate_to_knn_scores():
-    from core.knn import iter_knn_scores
+    from core.learn.knn import iter_knn_scores
 
     X, ids = _data(seed=10, n=200)
     full = knn_scores(X, X, ids, np.arange(1, 9), k=3, exclude_self=True)

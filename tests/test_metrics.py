@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score
 
 from core.errors import DataError
-from core.formats import GroundTruth, write_ground_truth
-from core.metrics import (
+from core.io.formats import GroundTruth, write_ground_truth
+from core.learn.metrics import (
     average_precision,
     confusions,
     evaluate_files,
@@ -201,7 +201,7 @@ def test_confusions_lists_intruders_with_their_identity():
 
 def test_file_line_with_duplicates_counts_distinct_videos(tmp_path):
     """101 entries of which one is a duplicate: 100 distinct, accepted like the API."""
-    from core.formats import read_submission
+    from core.io.formats import read_submission
 
     videos = [f"v{i}.mp4" for i in range(100)] + ["v0.mp4"]
     path = tmp_path / "sub.txt"

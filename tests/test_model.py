@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.model import ArcFaceHead, ModelConfig, VideoNet, arcface_logits, build_model, model_from_checkpoint
+from core.learn.model import ArcFaceHead, ModelConfig, VideoNet, arcface_logits, build_model, model_from_checkpoint
 
 
 def test_arcface_logits_hand_computed():

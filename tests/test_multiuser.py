@@ -37,7 +37,9 @@ def _digest(*arrays) -> str:
 
 
 def test_two_sessions_launch_at_once_and_share_caches_safely(env):
-    from dashboard import data, run_data
+    from dashboard.cache import datasets as data
+    from dashboard.cache import sources
+    from dashboard.cache import runs as run_data
 
     a, b = open_page(TRAINING), open_page(TRAINING)
     for at in (a, b):
@@ -63,7 +65,7 @@ def test_two_sessions_launch_at_once_and_share_caches_safely(env):
     assert a.session_state["training_followed"] != b.session_state["training_followed"]
 
     # The shared cached objects: read-only, and unchanged after both sessions used every page.
-    spec = data.demo_spec("tiny")
+    spec = sources.demo_spec("tiny")
     lv = data.load_dataset(spec)
     rs = run_data.run_scores(ra)
     before = _digest(lv.X, lv.ids, lv.names, rs.classes, rs.scores)

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import core.pooling as pooling
-import core.segment_means as segment_means
+import core.features.pooling as pooling
+import core.features.segment_means as segment_means
 from core.errors import DataError
-from core.frames import FrameSet
-from core.half_float import half_to_scaled_float32
-from core.pooling import (
+from core.io.frames import FrameSet
+from core.features.half_float import half_to_scaled_float32
+from core.features import (
     VIEWS,
     augment_noise,
     frame_weights,

@@ -1,4 +1,4 @@
-"""core.projection: UMAP / PCA maps, the on-disk cache, checks and progress."""
+"""core.features.projection: UMAP / PCA maps, the on-disk cache, checks and progress."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from core.projection import METHODS, compute_projection, projection_key
+from core.features.projection import METHODS, compute_projection, projection_key
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -192,7 +192,7 @@ def kb(field):
         if line.startswith(field + ':'):
             return int(line.split()[1]) * 1024
 what, arg = sys.argv[1], sys.argv[2]
-from core.formats import read_features
+from core.io.formats import read_features
 from core.cluster import NeighborGraph
 import scipy.sparse.csgraph
 if what == 'load':

@@ -17,9 +17,10 @@ import pytest
 import torch
 
 from core import runs
+from core.runs import run as run_module
 from core.errors import DataError
-from core.process_liveness import process_start_ticks
-from core.run_store import LIST_COLUMNS
+from core.runs.liveness import process_start_ticks
+from core.runs.store import LIST_COLUMNS
 from core.runs import Run, clean_run, list_runs, new_run_dir
 
 
@@ -77,14 +78,14 @@ def test_finish_crash_between_writes_never_reads_complete(run: Run, monkeypatch)
     def boom(*a, **k):
         raise OSError("disk full")
 
-    real = runs.atomic_write_text
+    real = run_module.atomic_write_text
 
     def failing_summary(path, text):
         if Path(path).name == "summary.json":
             boom()
         real(path, text)
 
-    monkeypatch.setattr(runs, "atomic_write_text", failing_summary)
+    monkeypatch.setattr(run_module, "atomic_write_text", failing_summary)
     with pytest.raises(OSError, match="disk full"):
         run.finish({"mAP": 1.0})
     assert not (run.path / "summary.json").exists()
@@ -259,7 +260,7 @@ def test_concurrent_creation_gets_distinct_dirs(tmp_path: Path):
 
 def test_new_run_dir_retries_on_collision(tmp_path: Path, monkeypatch):
     tokens = iter(["aaaa", "aaaa", "bbbb"])
-    monkeypatch.setattr(runs.secrets, "token_hex", lambda n: next(tokens))
+    monkeypatch.setattr(run_module.secrets, "token_hex", lambda n: next(tokens))
     a = new_run_dir(tmp_path, "nn")
     b = new_run_dir(tmp_path, "nn")
     assert a != b and a.name.endswith("-nn-aaaa") and b.name.endswith("-nn-bbbb")
@@ -335,6 +336,9 @@ def test_default_root_from_env(monkeypatch, tmp_path: Path):
     monkeypatch.setenv("VIDID_RUNS", str(tmp_path))
     assert runs.default_runs_root() == tmp_path
     monkeypatch.delenv("VIDID_RUNS")
+    monkeypatch.setenv("VIDID_CACHE", str(tmp_path / "cache"))  # one rule with the dashboard's
+    assert runs.default_runs_root() == tmp_path / "cache" / "runs"
+    monkeypatch.delenv("VIDID_CACHE")
     assert runs.default_runs_root() == Path.home() / ".cache" / "vidid" / "runs"
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.pickle_stream import write_features_stream
+from core.io.pickle_stream import write_features_stream
 from core.synth import KINDS, PRESETS, generate, is_demo_dir
 
 SPLITS = ("train", "val", "test")
@@ -315,7 +315,7 @@ def test_recurring_strangers_are_clusterable(tiny_demo: Path) -> None:
 
 def test_chunks_ending_in_or_made_of_empty_videos() -> None:
     # Regression: an empty video last in a chunk used to index past the frames.
-    from core import synth_model
+    from core.synth import model as synth_model
 
     cfg = PRESETS["tiny"]
     rng = np.random.default_rng(0)

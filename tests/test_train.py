@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.ensemble import TopPerIdentity, fold_weights, top_k_per_row
+from core.learn.ensemble import TopPerIdentity, fold_weights, top_k_per_row
 from core.errors import DataError
-from core.metrics import rank_videos
-from core.noise_labels import (compact_clusters, noise_targets, random_shadow_labels,
+from core.learn.metrics import rank_videos
+from core.learn.noise_labels import (compact_clusters, noise_targets, random_shadow_labels,
                                relabel_noise, shadow_weight)
-from core.train_folds import random_folds, stratified_folds
+from core.learn.folds import random_folds, stratified_folds
 
 # --------------------------------------------------------------------- relabelling rule
 
@@ -141,7 +141,7 @@ def test_top_k_per_row_and_fold_weights():
 
 @pytest.fixture(scope="module")
 def tiny_data(tiny_demo):
-    from core.dataset import concat, open_split
+    from core.features.dataset import concat, open_split
 
     train = open_split(tiny_demo / "face_train.pickle", tiny_demo / "train_gt.txt", split="train")
     val = open_split(tiny_demo / "face_val.pickle", tiny_demo / "val_gt.txt", split="val")
@@ -150,7 +150,7 @@ def tiny_data(tiny_demo):
 
 def _fit(tmp_path, data, name, **kw):
     from core.runs import Run
-    from core.train import TrainConfig, fit
+    from core.learn import TrainConfig, fit
 
     cfg = TrainConfig(**{"folds": 3, "epochs": 4, "eps": 0.8, "batch_size": 64, **kw})
     run = Run.create(tmp_path / name, cfg.to_dict())
@@ -163,7 +163,7 @@ def noise_run(tiny_data, tmp_path_factory):
 
 
 def test_config_validation():
-    from core.train import TrainConfig
+    from core.learn import TrainConfig
 
     with pytest.raises(ValueError, match="unknown method"):
         TrainConfig(method="svm")
@@ -173,9 +173,9 @@ def test_config_validation():
 
 
 def test_noise_training_beats_chance_on_tiny(noise_run, tiny_demo, tmp_path):
-    from core.formats import read_ground_truth
-    from core.metrics import evaluate_files
-    from core.train import predict_submission
+    from core.io.formats import read_ground_truth
+    from core.learn.metrics import evaluate_files
+    from core.runs import predict_submission
 
     run, cfg, summary = noise_run
     assert run.state == "complete"
@@ -209,9 +209,10 @@ def test_out_of_fold_scores_are_bounded_and_complete(noise_run, tiny_data):
 
 
 def test_same_seed_same_scores_and_resume_equals_uninterrupted(noise_run, tiny_data, tiny_demo, tmp_path):
-    from core.formats import read_features
+    from core.io.formats import read_features
     from core.runs import Run
-    from core.train import fit, predict_scores
+    from core.learn import fit
+    from core.runs import predict_scores
 
     run1, cfg, s1 = noise_run
     run2, _, s2 = _fit(tmp_path, tiny_data, "again")
@@ -237,8 +238,8 @@ def test_same_seed_same_scores_and_resume_equals_uninterrupted(noise_run, tiny_d
 
 
 def test_nn_and_knn_through_the_same_interface(tiny_data, tiny_demo, tmp_path):
-    from core.formats import read_features
-    from core.train import predict_scores
+    from core.io.formats import read_features
+    from core.runs import predict_scores
 
     fs = read_features(tiny_demo / "face_test.pickle")
     for method in ("nn", "knn"):
@@ -249,8 +250,8 @@ def test_nn_and_knn_through_the_same_interface(tiny_data, tiny_demo, tmp_path):
 
 
 def test_single_fold_model_and_views_change_scores(noise_run, tiny_demo):
-    from core.formats import read_features
-    from core.train import predict_scores
+    from core.io.formats import read_features
+    from core.runs import predict_scores
 
     run, _, _ = noise_run
     fs = read_features(tiny_demo / "face_test.pickle")
@@ -265,7 +266,7 @@ def test_single_fold_model_and_views_change_scores(noise_run, tiny_demo):
 
 def test_cancel_between_epochs(tiny_data, tmp_path):
     from core.runs import Run
-    from core.train import TrainConfig, fit
+    from core.learn import TrainConfig, fit
 
     cfg = TrainConfig(method="nn", folds=2, epochs=5)
     run = Run.create(tmp_path / "cancel", cfg.to_dict())
@@ -275,7 +276,7 @@ def test_cancel_between_epochs(tiny_data, tmp_path):
     assert run.completed_folds() == [] and run.summary() is None
     assert len(run.metrics()) == 1  # stopped after the first epoch
     with pytest.raises(DataError, match="cancelled, not complete"):
-        from core.train import predict_scores
+        from core.runs import predict_scores
 
         predict_scores(run.path, tiny_data.frames)
 
@@ -284,7 +285,7 @@ def test_bad_input_fails_the_run(tiny_data, tmp_path):
     from dataclasses import replace
 
     from core.runs import Run
-    from core.train import TrainConfig, fit
+    from core.learn import TrainConfig, fit
 
     cfg = TrainConfig(method="noise", folds=2, epochs=1)
     run = Run.create(tmp_path / "bad", cfg.to_dict())

@@ -54,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
     from core.atomic import atomic_open
     from core.cluster import NeighborGraph
-    from core.cluster_report import clustering_ari, eps_sweep, purity, suggest_eps
-    from core.dataset import open_split
+    from core.cluster.report import clustering_ari, eps_sweep, purity, suggest_eps
+    from core.features.dataset import open_split
     from core.errors import DataError
     from core.progress import tqdm_progress
 
@@ -136,7 +136,7 @@ def _read_truth(path: str, names) -> "object":
     import pandas as pd
 
     from core.errors import DataError
-    from core.names import canonical_name
+    from core.io.names import canonical_name
 
     table = pd.read_csv(path, sep="\t", dtype=str)
     missing = {"video", "person"} - set(table.columns)

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from core.metrics import evaluate_files
+    from core.learn.metrics import evaluate_files
 
     res = evaluate_files(args.gt, args.submission)
     if args.json:

@@ -33,8 +33,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from core.formats import read_features
-    from core.pooling import pool_videos, save_pooled
+    from core.io.formats import read_features
+    from core.features import pool_videos, save_pooled
     from core.progress import tqdm_progress
 
     t0 = time.perf_counter()

@@ -48,19 +48,19 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(2, "No such file or directory", args.feats)
     if os.path.isdir(args.out):
         raise IsADirectoryError(21, "Is a directory", args.out)
-    from core import train
+    from core.runs.predict import predict_submission
 
     progress, close = (null_progress, None) if args.quiet else tqdm_progress("predict")
     try:
-        ranking = train.predict_submission(run_.path, args.feats, args.out, views=args.views,
-                                           progress=progress)
+        ranking = predict_submission(run_.path, args.feats, args.out, views=args.views,
+                                     progress=progress)
     finally:
         if close:
             close()
     n_videos = len({v for vids in ranking.values() for v in vids})
     line = f"{args.out}: {len(ranking)} identities, {n_videos} distinct videos ranked"
     if args.gt:
-        from core.metrics import evaluate_files
+        from core.learn.metrics import evaluate_files
 
         line += f"; mAP {evaluate_files(args.gt, args.out)['mAP']:.4f} against {args.gt}"
     print(line)

@@ -32,20 +32,21 @@ _RESUME_FREE = ("device",)
 
 
 def register(subparsers) -> None:
-    from core.train_config import (
+    from core.learn.config import (
         TrainConfig,  # light (no torch): the defaults shown in --help
     )
+    from core.learn.methods import method_names
 
     D = TrainConfig()
     p = subparsers.add_parser("train", help="train a run (knn, nn or noise)", description=DESCRIPTION)
     p.add_argument("--data", nargs=2, action="append", metavar=("FEATS", "GT"), default=None,
                    help="a feature pickle and its ground truth (either layout, or '-' for none); "
                         "repeat for several splits (e.g. train and val)")
-    p.add_argument("--method", choices=("knn", "nn", "noise"), default=None,
+    p.add_argument("--method", choices=method_names(), default=None,
                    help=f"training method (default {D.method})")
     p.add_argument("--out", metavar="RUN_DIR", default=None,
                    help="run directory to create (must not hold a run); default: a new "
-                        "directory under $VIDID_RUNS or ~/.cache/vidid/runs")
+                        "directory under $VIDID_RUNS, else $VIDID_CACHE/runs, else ~/.cache/vidid/runs")
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
                    help="finish an interrupted run (RUN_DIR, or the one given by --out); "
                         "data and options come from the run")
@@ -120,7 +121,7 @@ def _check_unchanged(entries: list[dict], run_path) -> None:
 
 
 def _load_data(entries: list[dict], cfg: dict, progress) -> Any:
-    from core import dataset
+    from core.features import dataset
 
     pool_opts = {k: cfg[k] for k in ("weighting", "min_quality", "min_det") if k in cfg}
     parts = []
@@ -137,7 +138,7 @@ def _plan_new_run(args: argparse.Namespace):
     """Check options and the output directory; the run itself is created only
     once the data has loaded, so a data mistake leaves nothing behind."""
     from core import runs
-    from core.train import TrainConfig
+    from core.learn import TrainConfig
 
     if not args.data:
         raise ValueError("no training data: give at least one --data FEATS GT")
@@ -171,7 +172,7 @@ def _check_trainable(data, entries: list[dict], cfg=None) -> None:
         # The fold split training will use: refuse a folds count that leaves a fold without
         # a labelled video now, before a run directory exists (a failed run left at --out
         # would block re-running with a fixed --folds).
-        from core.train_folds import stratified_folds
+        from core.learn.folds import stratified_folds
 
         ids = np.asarray(data.ids)
         lab = ids[ids > 0]
@@ -184,7 +185,7 @@ def _check_trainable(data, entries: list[dict], cfg=None) -> None:
 
 def _resume_run(args: argparse.Namespace):
     from core import runs
-    from core.train import TrainConfig
+    from core.learn import TrainConfig
 
     target = args.out if args.resume is True else args.resume
     if target is None:
@@ -273,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
             if close:
                 close()
         bar, close = (null_progress, None) if args.quiet else tqdm_progress(f"train {cfg.method}")
-        from core import train
+        from core import learn as train
 
         summary = train.fit(cfg, data, run_, progress=_beating(run_, bar), resume=resume,
                             noise_labels=_stored_noise_labels(run_, data))

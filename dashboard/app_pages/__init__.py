@@ -1,1 +1,1 @@
-"""One file per dashboard page; UI only (logic lives in ``core``, caching in ``dashboard.data``)."""
+"""One file per dashboard page; UI only (logic lives in ``core``, caching in ``dashboard.cache.datasets``)."""

@@ -1,6 +1,6 @@
 """Data page: choose the dataset, see what is in it, see what the pooling options change.
 
-UI only: loading and statistics come from ``dashboard.data`` (the caching layer),
+UI only: loading and statistics come from ``dashboard.cache.datasets`` (the caching layer),
 figures from ``dashboard.charts``. Bad input shows the library's one-line message;
 the previously active dataset stays active.
 """
@@ -14,7 +14,10 @@ import pandas as pd
 import streamlit as st
 
 from core.synth import PRESETS
-from dashboard import charts, data
+from dashboard import charts
+from dashboard.cache import datasets as data
+from dashboard.cache import sources
+from dashboard.cache import stats as stats_cache
 
 st.title("Data")
 st.caption("The dataset every page works on: the built-in synthetic demo, a folder of real "
@@ -51,14 +54,14 @@ with st.container(border=True):
                       label_visibility="collapsed")
     if source == "Demo":
         presets = list(PRESETS)
-        default = data.demo_preset() if data.demo_preset() in presets else "demo"
+        default = sources.demo_preset() if sources.demo_preset() in presets else "demo"
         c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
         preset = c1.selectbox("Demo preset", presets, index=presets.index(default),
                               key="data_preset", persist_state="session",
                               help="tiny: seconds to generate; demo: 400 identities; large: "
                                    "2019 scale (10,000 identities, several GB, minutes)")
         if c2.button("Use the demo", key="data_use_demo", width="stretch"):
-            _try_activate(lambda: data.demo_spec(preset))
+            _try_activate(lambda: sources.demo_spec(preset))
     elif source == "Folder on this machine":
         c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
         folder = c1.text_input(
@@ -76,11 +79,11 @@ with st.container(border=True):
             help="Name them as the dataset does: face_val.pickle + val_gt.txt, ...")
         if st.button("Load uploaded files", key="data_load_uploads", disabled=not files):
             _try_activate(lambda: data.detect_splits(
-                data.save_uploads((f.name, f.getvalue()) for f in files), name="upload"))
+                sources.save_uploads((f.name, f.getvalue()) for f in files), name="upload"))
 
 spec = data.active_dataset()
 try:
-    stats = data.dataset_stats(spec)
+    stats = stats_cache.dataset_stats(spec)
 except data.USER_ERRORS as exc:  # the active files changed on disk and no longer load
     st.error(f"{spec.name}: {data.friendly_error(exc)}")
     st.stop()
@@ -139,7 +142,7 @@ if min_q is not None or min_det is not None:
     options.append(("quality", min_q, min_det))
 if options:
     try:
-        effect = data.pooling_effect(spec, options)
+        effect = stats_cache.pooling_effect(spec, options)
     except data.USER_ERRORS as exc:
         st.error(data.friendly_error(exc))
     else:

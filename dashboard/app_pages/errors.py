@@ -1,6 +1,6 @@
 """Errors page: per-identity AP of a run, and for one identity what went wrong.
 
-UI only: the analysis lives in :mod:`dashboard.run_data` (plain functions over the
+UI only: the analysis lives in :mod:`dashboard.cache.runs` (plain functions over the
 run's stored out-of-fold scores, cached) and the figures in :mod:`dashboard.run_charts`.
 """
 
@@ -12,7 +12,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import data, run_charts, run_data
+from core.runs import oof
+from dashboard import run_charts
+from dashboard.cache import datasets as data
+from dashboard.cache import runs as run_data
 
 PAGE = "errors"
 K_RUN = f"{PAGE}_run"
@@ -31,7 +34,7 @@ def _no_run(spec: data.DatasetSpec | None, root: Path) -> None:
         return
     if c2.button("Train the KNN baseline now", key=f"{PAGE}_quick_knn", type="primary",
                  icon=":material/bolt:"):
-        from core.launch import launch_training
+        from core.runs.launch import launch_training
 
         pairs = [(s.name, s.feats, s.gt) for s in spec.splits if s.name in ("train", "val")]
         try:
@@ -74,7 +77,7 @@ def _pick_run(table: pd.DataFrame) -> pd.Series:
     return table[table["name"] == name].iloc[0]
 
 
-def _search(ap: pd.DataFrame, rs: run_data.RunScores, truth: dict[str, int]) -> pd.DataFrame:
+def _search(ap: pd.DataFrame, rs: oof.OutOfFold, truth: dict[str, int]) -> pd.DataFrame:
     query = st.text_input("Search: identity ID or video name", key=K_SEARCH,
                           placeholder="e.g. 17 or IQIYI_VID_TRAIN_0000123").strip()
     if not query:
@@ -124,12 +127,12 @@ def _capped(counts: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([counts.iloc[:MAX_BARS - 1], other], ignore_index=True)
 
 
-def _identity_section(spec, rs: run_data.RunScores, truth: dict[str, int], ap: pd.DataFrame,
+def _identity_section(spec, rs: oof.OutOfFold, truth: dict[str, int], ap: pd.DataFrame,
                       run_dir: str, run_name: str) -> None:
     identity = int(st.session_state[K_IDENTITY])
-    table = run_data.identity_table(rs, truth, identity)
+    table = oof.identity_table(rs, truth, identity)
     top = table[table["in_top100"]]
-    missed = run_data.missed_videos(rs, truth, identity)
+    missed = oof.missed_videos(rs, truth, identity)
     scored = set(rs.names[rs.scored].tolist())
     n_gt = sum(1 for v, i in truth.items() if i == identity and v in scored)
     row = ap[ap["identity"] == identity]
@@ -169,14 +172,14 @@ def _identity_section(spec, rs: run_data.RunScores, truth: dict[str, int], ap: p
                 near = run_data.nearest_clusters_for(spec, lost_to_noise, clusters)
             except data.USER_ERRORS:
                 near = None
-        steal = _capped(run_data.stealers(rs, truth, identity, near))
+        steal = _capped(oof.stealers(rs, truth, identity, near))
         if steal.empty:
             st.caption("Nobody: all its scored videos are predicted as this identity.")
         else:
             st.plotly_chart(run_charts.stealers_chart(steal), key=f"{PAGE}_stealers")
         st.markdown("**Where the intruders costing AP come from** (wrong videos ranked above "
                     "one of its ground-truth videos)")
-        intr = run_data.intruder_sources(table, clusters)
+        intr = oof.intruder_sources(table, clusters)
         intr = _capped(intr)
         if intr.empty:
             st.caption("None: every intruder ranks below its last ground-truth video.")

@@ -15,7 +15,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data
+from dashboard import charts
+from dashboard.cache import datasets as data
+from dashboard.cache import runs as run_data
+from dashboard.cache import map as map_cache, noise as noise_cache
 
 st.title("Map")
 st.caption("Each dot is a video, placed so that videos with similar pooled face vectors sit "
@@ -76,8 +79,8 @@ if subset == "noise":
         labels = np.asarray(chosen["labels"])
         how = "the clustering chosen for training"
     else:
-        eps, min_samples = data.default_eps(spec, 2), 2
-        labels = data.cluster_noise(spec, eps, min_samples)
+        eps, min_samples = noise_cache.default_eps(spec, 2), 2
+        labels = noise_cache.cluster_noise(spec, eps, min_samples)
         how = "the suggested clustering (pick another on the Noise clusters page)"
     cluster_of = np.full(len(names_all), -2, dtype=np.int64)
     cluster_of[noise] = labels
@@ -94,7 +97,7 @@ elif color_by == "quality":
     continuous = True
 else:
     title = "outcome"
-    runs = data.list_runs(str(data.runs_root()))
+    runs = run_data.runs_table(data.runs_root())
     done = runs[(runs["state"] == "complete")] if not runs.empty else runs
     if not done.empty:
         done = done[[(Path(p) / "oof.npz").is_file() for p in done["path"]]]
@@ -107,7 +110,7 @@ else:
             "Run", by_name.index.tolist(), key="map_run",
             format_func=lambda n: f"{n} ({by_name.loc[n, 'method']}, mAP "
                                   f"{float(by_name.loc[n, 'mAP'] or float('nan')):.4f})")
-        outcome = data.run_correctness(by_name.loc[run_name, "path"])
+        outcome = run_data.run_correctness(by_name.loc[run_name, "path"])
         extra_col["outcome"] = outcome["outcome"].reindex(names_all).fillna("not scored") \
             .to_numpy(dtype=object)
         if (extra_col["outcome"] == "not scored").all():
@@ -129,9 +132,9 @@ def _progress(fraction: float, message: str) -> None:
 
 
 try:
-    rows, xy, total = data.projection(spec, subset, method=method, n_neighbors=n_neighbors,
+    rows, xy, total = map_cache.projection(spec, subset, method=method, n_neighbors=n_neighbors,
                                       min_dist=min_dist, seed=0,
-                                      max_points=data.MAX_MAP_POINTS, progress=_progress)
+                                      max_points=map_cache.MAX_MAP_POINTS, progress=_progress)
 except data.USER_ERRORS as exc:
     st.error(data.friendly_error(exc))
     st.stop()

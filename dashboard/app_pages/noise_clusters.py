@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data
+from dashboard import charts
+from dashboard.cache import datasets as data
+from dashboard.cache import noise as noise_cache
 
 st.title("Noise clusters")
 st.caption("Distractors (videos of people outside the known identities) that recur form "
@@ -29,7 +31,7 @@ st.caption("Distractors (videos of people outside the known identities) that rec
 
 spec = data.active_dataset()
 try:
-    graph = data.noise_graph(spec)
+    graph = noise_cache.noise_graph(spec)
     lv = data.load_dataset(spec)
 except data.USER_ERRORS as exc:
     st.error(f"{spec.name}: {data.friendly_error(exc)}")
@@ -43,17 +45,17 @@ names = np.asarray(lv.names)[rows]
 # An approximate graph may store too few neighbours for a large min_samples.
 MIN_SAMPLES_MAX = int(min(20, getattr(graph, "max_min_samples", None) or 20))
 EPS_MIN, EPS_MAX = 0.05, float(graph.max_eps)
-EPS_GRID = data.eps_grid(EPS_MAX)
+EPS_GRID = noise_cache.eps_grid(EPS_MAX)
 #: Points of the drawn k-distance curve (a sorted curve: a few hundred show its shape).
 KDIST_POINTS = 400
 
 # Per-dataset defaults: min_samples 2 (as the original) and the eps giving the most
-# clusters at or below the knee of the k-distance curve (data.choose_eps).
+# clusters at or below the knee of the k-distance curve (noise_cache.choose_eps).
 if st.session_state.get("noise_for") != spec.root:
     st.session_state["noise_for"] = spec.root
-    st.session_state["noise_eps"] = data.default_eps(spec, 2)
+    st.session_state["noise_eps"] = noise_cache.default_eps(spec, 2)
     st.session_state["noise_min_samples"] = 2
-st.session_state.setdefault("noise_eps", data.default_eps(spec, 2))
+st.session_state.setdefault("noise_eps", noise_cache.default_eps(spec, 2))
 st.session_state.setdefault("noise_min_samples", 2)
 
 desc = graph.describe()
@@ -77,7 +79,7 @@ def clustering() -> None:
                             help="Neighbours (itself included) a video needs to be a core "
                                  "point of a cluster")
     t0 = time.perf_counter()
-    labels = data.cluster_noise(spec, eps, min_samples)
+    labels = noise_cache.cluster_noise(spec, eps, min_samples)
     took_ms = 1000 * (time.perf_counter() - t0)
     sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, int)
     n_clusters = int(sizes.size)
@@ -89,8 +91,8 @@ def clustering() -> None:
     m[3].metric("Largest cluster", int(sizes.max()) if sizes.size else 0)
     st.caption(f"DBSCAN answered in {took_ms:.1f} ms from the cached neighbour graph.")
 
-    curve, knee = data.k_distance(spec, min_samples)
-    sweep = data.eps_sweep(spec, min_samples, EPS_GRID)
+    curve, knee = noise_cache.k_distance(spec, min_samples)
+    sweep = noise_cache.eps_sweep(spec, min_samples, EPS_GRID)
     c1, c2 = st.columns(2)
     # uirevision: a zoom the user made survives slider moves.
     static = dict(uirevision=spec.root)
@@ -126,8 +128,8 @@ def clustering() -> None:
     show_table = st.toggle("Show the cluster table (size, similarity inside, nearest known "
                            "identity, representatives)", key="noise_show_table",
                            persist_state="session")
-    summary = data.cluster_summary(spec, eps, min_samples) if show_table else None
-    default_flag = data.identity_self_similarity(spec) if show_table else float("nan")
+    summary = noise_cache.cluster_summary(spec, eps, min_samples) if show_table else None
+    default_flag = noise_cache.identity_self_similarity(spec) if show_table else float("nan")
     if summary is None:
         st.caption("Turn on the table to inspect the clusters one by one and flag those "
                    "sitting on a known identity.")

@@ -1,9 +1,9 @@
 """Training page: launch a run in a separate process, follow it live, compare every run.
 
-UI only: the run is started by :func:`core.launch.launch_training` (a detached
-``python -m core.launch`` process writing to the run store), so it survives page
+UI only: the run is started by :func:`core.runs.launch.launch_training` (a detached
+``python -m core.runs.launch`` process writing to the run store), so it survives page
 reloads and shows in every browser tab; this page only reads the run store
-(:mod:`dashboard.run_data`) and draws (:mod:`dashboard.run_charts`).
+(:mod:`dashboard.cache.runs`) and draws (:mod:`dashboard.run_charts`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import data, run_charts, run_data
+from dashboard import run_charts
+from dashboard.cache import datasets as data
+from dashboard.cache import runs as run_data
 
 PAGE = "training"
 K_FOLLOW = f"{PAGE}_followed"      # path of the run whose progress is shown
@@ -23,22 +25,23 @@ RESUMABLE = ("interrupted", "failed", "cancelled")
 
 
 def _defaults() -> dict:
-    from core.train_config import TrainConfig
+    from core.learn.config import TrainConfig
 
     return TrainConfig().to_dict()
 
 
 def _launch_form(spec: data.DatasetSpec, root: Path) -> None:
+    from core.learn.methods import get_method, method_names
+
     defaults = _defaults()
     chosen = st.session_state.get(data.KEY_NOISE_LABELS)
     with st.form(f"{PAGE}_form", border=True):
         c1, c2, c3 = st.columns(3)
+        names = list(method_names())
         method = c1.radio(
-            "Method", ["knn", "nn", "noise"], index=2, key=f"{PAGE}_method", horizontal=True,
-            captions=["KNN baseline (seconds)", "ArcFace network", "noise-aware network"],
-            help="knn: cosine KNN on pooled features. nn: linear embedding + ArcFace head "
-                 "over the identities. noise: the same with DBSCAN noise clusters and dynamic "
-                 "shadow classes for the distractors (the 5th-place method).")
+            "Method", names, index=names.index(defaults["method"]), key=f"{PAGE}_method",
+            horizontal=True, captions=[get_method(n).caption for n in names],
+            help=" ".join(f"{n}: {get_method(n).summary}." for n in names))
         folds = c2.slider("Cross-validation folds", 2, 10, int(defaults["folds"]), key=f"{PAGE}_folds")
         epochs = c3.number_input("Epochs (nn / noise)", 1, 500, int(defaults["epochs"]),
                                  key=f"{PAGE}_epochs")
@@ -86,9 +89,10 @@ def _launch_form(spec: data.DatasetSpec, root: Path) -> None:
                   min_samples=int(min_samples), lr=float(lr), batch_size=int(batch), seed=int(seed),
                   knn_k=int(knn_k), weighting=weighting, ensemble=ensemble, views=bool(views),
                   augment=bool(augment))
-    noise = chosen if (chosen is not None and source == options[0] and method == "noise") else None
+    noise = chosen if (chosen is not None and source == options[0]
+                       and get_method(method).noise_classes) else None
     pairs = [(s.name, s.feats, s.gt) for s in spec.splits if s.name in ("train", "val")]
-    from core.launch import launch_training
+    from core.runs.launch import launch_training
 
     try:
         run_dir = launch_training(pairs, config, root, noise_labels=noise)
@@ -213,7 +217,7 @@ def _runs_section(root: Path) -> None:
     c1, c2, c3 = st.columns(3)
     if row["state"] in RESUMABLE:
         if c1.button("Resume this run", key=f"{PAGE}_resume", icon=":material/replay:"):
-            from core.launch import resume_training
+            from core.runs.launch import resume_training
 
             try:
                 before = run_data.run_status(row["path"])[1].get("resumed")

@@ -2,7 +2,7 @@
 
 Reachable with the video preselected through query parameters
 (``?video=NAME&run=RUN``), so a link from the Errors or Map page can be shared.
-UI only: reads go through :mod:`dashboard.data` / :mod:`dashboard.run_data`, figures
+UI only: reads go through :mod:`dashboard.cache.datasets` / :mod:`dashboard.cache.runs`, figures
 come from :mod:`dashboard.run_charts`.
 """
 
@@ -14,8 +14,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.names import canonical_name
-from dashboard import data, run_charts, run_data
+from core.io.names import canonical_name
+from core.runs import oof
+from dashboard import run_charts
+from dashboard.cache import datasets as data
+from dashboard.cache import noise as noise_cache
+from dashboard.cache import runs as run_data
 
 PAGE = "review"
 K_VIDEO = f"{PAGE}_video"
@@ -44,7 +48,7 @@ def _apply_query_params(names: set[str], run_names: list[str]) -> None:
         st.session_state[K_RUN] = run
 
 
-def _candidates(lv, rs: run_data.RunScores | None, truth: dict[str, int]) -> list[str]:
+def _candidates(lv, rs: oof.OutOfFold | None, truth: dict[str, int]) -> list[str]:
     names = np.asarray(lv.names)
     options = ["all", "labelled", "distractors"] + (["misclassified by the run"] if rs is not None else [])
     if st.session_state.get(K_FILTER) not in options:
@@ -57,9 +61,7 @@ def _candidates(lv, rs: run_data.RunScores | None, truth: dict[str, int]) -> lis
     elif which == "distractors":
         names = names[np.asarray(lv.ids) == 0]
     elif which == "misclassified by the run" and rs is not None:
-        pred, _ = rs.predicted()
-        true = np.array([truth.get(n, 0) for n in rs.names.tolist()])
-        wrong = rs.scored & (pred != true)
+        wrong = rs.wrong()  # the one "wrong" rule (core.runs.oof), as on the Map and Errors pages
         names = np.intersect1d(rs.names[wrong].astype(str), names.astype(str))
     if query:
         names = np.asarray([n for n in names.tolist() if query.lower() in n.lower()], dtype=object)
@@ -74,7 +76,7 @@ def _pick_neighbour(table: pd.DataFrame) -> None:
         st.session_state[K_SEARCH] = ""
 
 
-def _prediction(rs: run_data.RunScores | None, video: str, pooled: np.ndarray,
+def _prediction(rs: oof.OutOfFold | None, video: str, pooled: np.ndarray,
                 centre_ids: np.ndarray, centres: np.ndarray) -> tuple[pd.DataFrame, str, int | None]:
     """Top classes of the video (labels, values, kinds), what they are, and the top identity."""
     if rs is not None:
@@ -100,7 +102,7 @@ def _prediction(rs: run_data.RunScores | None, video: str, pooled: np.ndarray,
 
 def _frames_section(lv, row: int, video: str, true_id: int, pred_id: int | None,
                     centre_ids: np.ndarray, centres: np.ndarray) -> None:
-    from core.pooling import frame_weights
+    from core.features.pooling import frame_weights
 
     fs = lv.frames
     a, b = int(fs.offsets[row]), int(fs.offsets[row + 1])
@@ -123,7 +125,7 @@ def _frames_section(lv, row: int, video: str, true_id: int, pred_id: int | None,
         label = f"{role} identity {ident}" if not (role == "predicted" and ident == true_id) else None
         if label is None:
             continue
-        lines[label] = run_data.frame_similarities(feats, centres[hit])[:, 0]
+        lines[label] = oof.frame_similarities(feats, centres[hit])[:, 0]
     st.markdown("**Similarity of each frame to identity centres** "
                 "(marker size = the frame's weight in the pooled vector)")
     if not lines:
@@ -183,9 +185,7 @@ else:
 options = _candidates(lv, rs, truth)
 if st.session_state.get(K_VIDEO) is None and rs is not None:
     # First visit with a run: start on a video the run got wrong, the interesting case.
-    pred, _ = rs.predicted()
-    true = np.array([truth.get(n, 0) for n in rs.names.tolist()])
-    wrong = rs.names[rs.scored & (true > 0) & (pred != true)]
+    wrong = rs.names[rs.wrong()]
     st.session_state[K_VIDEO] = next((str(v) for v in wrong if v in all_names), None)
 if st.session_state.get(K_VIDEO) not in options:
     if not options:
@@ -205,7 +205,7 @@ st.session_state[f"{PAGE}_applied_link"] = (video, run_name if run_name != NO_RU
 row = int(np.flatnonzero(np.asarray(lv.names) == video)[0])
 true_id = int(np.asarray(lv.ids)[row])
 split = str(np.asarray(lv.split)[row])
-centres, centre_ids = data.identity_centroids(spec)
+centres, centre_ids = noise_cache.identity_centroids(spec)
 pooled = np.asarray(lv.X)[row]
 top, value_name, pred_id = _prediction(rs, video, pooled, centre_ids, centres)
 

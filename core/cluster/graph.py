@@ -1,0 +1,373 @@
+"""DBSCAN of pooled noise videos at any eps / min_samples in milliseconds.
+
+Build the neighbour graph once (:class:`NeighborGraph`), then answer DBSCAN for any
+``eps <= max_eps`` and any ``min_samples`` without touching the vectors again:
+
+* a point's core distance ``c_m`` is the distance to its ``m``-th neighbour counting
+  itself, read off its sorted row; it is core at ``eps`` iff ``c_m <= eps``;
+* the core points' clusters at ``eps`` are the connected components of the edges with
+  mutual reachability ``max(d_ij, c_i, c_j) <= eps`` — a cut of the minimum spanning
+  forest over those weights, computed once per ``min_samples``, flattened into a leaf
+  order and cached (:mod:`core.cluster.tree`), so a cut costs a few passes over n values;
+* a border point (not core, within ``eps`` of a core point) joins, among the clusters of
+  its core neighbours within ``eps``, the one scikit-learn would give it: the cluster
+  whose lowest-index core point comes first.
+
+Clusters are numbered ``0..K-1`` in the order of their lowest-index core point, exactly
+as ``sklearn.cluster.DBSCAN`` numbers them, so on the same neighbourhoods the labels are
+identical to scikit-learn's, border points included. ``-1`` marks unclustered points.
+
+Examples
+--------
+>>> import numpy as np
+>>> X = np.array([[1, 0], [0.99, 0.141], [0, 1]], dtype=np.float32)
+>>> graph = NeighborGraph.build(X, max_eps=0.5)
+>>> graph.dbscan(eps=0.2, min_samples=2)
+array([ 0,  0, -1])
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from core.cluster.ivf import build_ivf_graph
+from core.cluster.tree import (
+    LeafOrder,
+    core_labels,
+    leaf_order,
+    mutual_reachability_forest,
+)
+from core.cluster.neighbors import (
+    DEFAULT_MAX_EDGES,
+    RadiusGraph,
+    build_radius_graph,
+    check_max_eps,
+    check_radius,
+    validate_vectors,
+)
+
+ProgressFn = Callable[[float, str], None]
+
+#: Below this many points ``method="auto"`` builds the exact graph.
+EXACT_MAX_POINTS = 100_000
+#: The graph stores pairs a hair beyond ``max_eps`` so that an eps of ``max_eps`` off by
+#: rounding (``np.arange``/``linspace`` grids, slider steps) is still answered exactly.
+_RADIUS_SLACK = 1e-6
+METHODS = ("auto", "exact", "approx")
+
+
+@dataclass(eq=False)
+class NeighborGraph:
+    """The eps-neighbour graph of a set of vectors at ``max_eps``, with DBSCAN on top.
+
+    Build it with :meth:`NeighborGraph.build`; then :meth:`dbscan`, :meth:`k_distance` and
+    :meth:`core_distances` answer from the stored graph. Thread-safe (the per-min_samples
+    caches are guarded by a lock).
+    """
+
+    graph: RadiusGraph
+    max_eps: float
+    input_dtype: str = "float32"
+    build_seconds: float = 0.0
+    _trees: dict = field(default_factory=dict, repr=False)
+    _core: dict = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __getstate__(self) -> dict:
+        # Picklable (st.cache_data, joblib): drop the lock, keep the cached forests.
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def build(cls, X: np.ndarray, max_eps: float = 1.3, *, method: str = "auto",
+              nprobe: int = 12, max_edges: int = DEFAULT_MAX_EDGES,
+              progress: ProgressFn | None = None) -> "NeighborGraph":
+        """Build the neighbour graph of ``X`` at radius ``max_eps``.
+
+        Parameters
+        ----------
+        X : (n, d) array of finite vectors (pooled, L2-normalised rows in vidid).
+        max_eps : largest eps that :meth:`dbscan` will accept.
+        method : ``"exact"`` (all pairs within ``max_eps``), ``"approx"`` (range search
+            inside faiss k-means cells, see :func:`core.cluster.ivf.build_ivf_graph`: a
+            subset of the exact graph, recall < 1) or ``"auto"`` (exact below
+            ``EXACT_MAX_POINTS`` points).
+        nprobe : cells each point is listed in (approximate build): more = higher recall.
+        max_edges : raise ``ValueError`` once more pairs than this are found (memory cap).
+        progress : optional ``progress(fraction, message)`` callback.
+
+        Examples
+        --------
+        >>> X = np.eye(3, dtype=np.float32)
+        >>> NeighborGraph.build(X, max_eps=1.5).n_edges
+        3
+        """
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+        max_eps = check_max_eps(max_eps)
+        X = validate_vectors(X)
+        if method == "auto" or X.shape[0] == 0:
+            method = "exact" if X.shape[0] < EXACT_MAX_POINTS else "approx"
+        t0 = time.perf_counter()
+        radius = max_eps * (1.0 + _RADIUS_SLACK)
+        if method == "exact":
+            g = build_radius_graph(X, radius, max_edges=max_edges, progress=progress)
+        else:
+            g = build_ivf_graph(X, radius, nprobe=nprobe, max_edges=max_edges, progress=progress)
+        return cls(graph=g, max_eps=max_eps, input_dtype=X.dtype.name,
+                   build_seconds=time.perf_counter() - t0)
+
+    # ------------------------------------------------------------ properties
+    @property
+    def n_points(self) -> int:
+        return self.graph.n_points
+
+    @property
+    def n_edges(self) -> int:
+        """Undirected pairs stored (within ``max_eps``)."""
+        return self.graph.n_edges
+
+    @property
+    def method(self) -> str:
+        return self.graph.method
+
+    def describe(self) -> dict[str, object]:
+        """Plain-value summary of the graph (for logs and the dashboard)."""
+        deg = np.diff(self.graph.indptr)
+        return {"n_points": self.n_points, "n_edges": self.n_edges, "max_eps": self.max_eps,
+                "method": self.method,
+                "mean_degree": float(deg.mean()) if deg.size else 0.0,
+                "max_degree": int(deg.max()) if deg.size else 0,
+                "build_seconds": self.build_seconds}
+
+    # -------------------------------------------------------------- checks
+    def _check_eps(self, eps: object) -> float:
+        value = check_radius(eps, "eps")
+        if value > self.graph.max_eps:
+            raise ValueError(f"eps={value:g} exceeds the graph's max_eps={self.max_eps:g}; "
+                             f"rebuild the graph with a larger max_eps")
+        return value
+
+    def _squared_radius(self, eps: float) -> float:
+        """``eps ** 2`` as scikit-learn's radius search compares it.
+
+        For float32 data scikit-learn squares eps in float32 (its 32-bit distance
+        metric), for float64 data in float64; squared distances ``<=`` it are neighbours.
+        """
+        if self.input_dtype == "float32":
+            e = np.float32(eps)
+            return float(np.float32(e * e))
+        return eps * eps
+
+    def _check_min_samples(self, min_samples: object) -> int:
+        if isinstance(min_samples, (bool, np.bool_)) or not isinstance(min_samples, (int, np.integer)):
+            if isinstance(min_samples, (float, np.floating)) and float(min_samples).is_integer():
+                min_samples = int(min_samples)
+            else:
+                raise TypeError(f"min_samples must be an integer, got {min_samples!r}")
+        m = int(min_samples)
+        if m < 1:
+            raise ValueError(f"min_samples must be >= 1, got {m}")
+        return m
+
+    # ------------------------------------------------------- core distances
+    def _core_sqdist(self, m: int) -> np.ndarray:
+        """Squared core distance for ``min_samples=m`` (inf: fewer than m within max_eps)."""
+        with self._lock:
+            cached = self._core.get(m)
+        if cached is not None:
+            return cached
+        g = self.graph
+        n = g.n_points
+        if m == 1:
+            c = np.zeros(n, dtype=np.float64)
+        else:
+            deg = np.diff(g.indptr)
+            has = deg >= m - 1
+            pos = np.where(has, g.indptr[:-1] + (m - 2), 0)
+            c = np.where(has, g.sqdist[pos] if g.sqdist.size else 0.0, np.inf)
+        c.setflags(write=False)
+        with self._lock:
+            self._core[m] = c
+        return c
+
+    def _nearest_sqdist(self) -> np.ndarray:
+        """Squared distance of each point's nearest other point (inf: none within max_eps)."""
+        return self._core_sqdist(2)
+
+    def core_distances(self, min_samples: int) -> np.ndarray:
+        """Core distance of every point (``inf`` where it exceeds ``max_eps``).
+
+        Examples
+        --------
+        >>> X = np.array([[0, 0], [0, 1], [0, 3]], dtype=np.float32)
+        >>> NeighborGraph.build(X, max_eps=2.5).core_distances(2)
+        array([1., 1., 2.])
+        """
+        return np.sqrt(self._core_sqdist(self._check_min_samples(min_samples)))
+
+    def k_distance(self, k: int) -> np.ndarray:
+        """Sorted k-distance curve: each point's distance to its k-th neighbour (counting itself).
+
+        Ascending; points whose k-th neighbour lies beyond ``max_eps`` come last as ``inf``.
+        Use ``k = min_samples``; the knee suggests eps (:func:`core.cluster.report.suggest_eps`).
+
+        Examples
+        --------
+        >>> X = np.array([[0, 0], [0, 1], [0, 3]], dtype=np.float32)
+        >>> NeighborGraph.build(X, max_eps=1.5).k_distance(2)
+        array([ 1.,  1., inf])
+        """
+        return np.sort(self.core_distances(k))
+
+    # ------------------------------------------------------------- forest
+    def _tree(self, m: int) -> LeafOrder:
+        """Leaf order of the mutual-reachability forest for ``min_samples=m`` (cached)."""
+        with self._lock:
+            cached = self._trees.get(m)
+        if cached is not None:
+            return cached
+        u, v, w = mutual_reachability_forest(self.graph, self._core_sqdist(m))
+        tree = leaf_order(self.n_points, u, v, w)
+        with self._lock:
+            self._trees[m] = tree
+        return tree
+
+    def prepare(self, min_samples_values) -> None:
+        """Precompute the per-min_samples forests (the first query of each m pays this)."""
+        for m in min_samples_values:
+            self._tree(self._check_min_samples(m))
+
+    # ------------------------------------------------------------- dbscan
+    def dbscan(self, eps: float, min_samples: int = 2, *,
+               return_core: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """DBSCAN labels at ``eps`` (inclusive) and ``min_samples`` (counting the point itself).
+
+        Identical to ``sklearn.cluster.DBSCAN(eps=eps, min_samples=min_samples)
+        .fit_predict(X)`` on the graph's neighbourhoods (exact graph: the same
+        neighbourhoods as scikit-learn's brute-force euclidean search).
+
+        Returns
+        -------
+        labels : (n,) int64, clusters ``0..K-1`` in order of their lowest core index, -1 noise.
+        core : (n,) bool core mask, only with ``return_core=True``.
+
+        Examples
+        --------
+        >>> X = np.array([[0, 0], [0, 1], [0, 2], [0, 9]], dtype=np.float32)
+        >>> NeighborGraph.build(X, max_eps=2).dbscan(eps=1, min_samples=3)
+        array([ 0,  0,  0, -1])
+        """
+        eps_v = self._check_eps(eps)
+        m = self._check_min_samples(min_samples)
+        labels, core = self._labels(self._squared_radius(eps_v), m)
+        return (labels, core) if return_core else labels
+
+    def _labels(self, eps2: float, m: int) -> tuple[np.ndarray, np.ndarray]:
+        core = self._core_sqdist(m) <= eps2
+        if not core.any():
+            return np.full(self.n_points, -1, dtype=np.int64), core
+        labels = core_labels(self._tree(m), core, eps2)
+        if m >= 2:
+            self._attach_border(labels, core, eps2, m)
+        return labels, core
+
+    def _attach_border(self, labels: np.ndarray, core: np.ndarray, eps2: float, m: int) -> None:
+        """Give each non-core point the lowest cluster id among its core neighbours within eps.
+
+        A non-core point has fewer than ``m`` points within eps (itself included), so its
+        first ``m - 1`` stored neighbours (rows are sorted by distance) hold them all.
+        """
+        g = self.graph
+        # Only non-core points with some neighbour within eps can be border points.
+        cand = np.flatnonzero(~core & (self._nearest_sqdist() <= eps2))
+        if cand.size == 0:
+            return
+        start = g.indptr[cand]
+        deg = g.indptr[cand + 1] - start
+        cand, start, deg = cand[deg > 0], start[deg > 0], deg[deg > 0]
+        width = min(m - 1, int(deg.max()) if deg.size else 0)
+        if width <= 0:
+            return
+        offs = np.arange(width)
+        valid = offs[None, :] < np.minimum(deg, width)[:, None]
+        pos = np.where(valid, start[:, None] + offs[None, :], 0)
+        nb = g.indices[pos]
+        ok = valid & (g.sqdist[pos] <= eps2) & core[nb]
+        big = np.iinfo(np.int64).max
+        best = np.where(ok, labels[nb], big).min(axis=1)
+        hit = best != big
+        labels[cand[hit]] = best[hit]
+
+
+# ---------------------------------------------------------------------- function + estimator
+def dbscan(X: np.ndarray, eps: float = 0.5, min_samples: int = 5, *,
+           method: str = "exact") -> np.ndarray:
+    """One-shot DBSCAN labels (builds the graph at ``max_eps = eps``), as scikit-learn's.
+
+    Examples
+    --------
+    >>> X = np.array([[0, 0], [0, 1], [5, 5]], dtype=np.float32)
+    >>> dbscan(X, eps=1.0, min_samples=2)
+    array([ 0,  0, -1])
+    """
+    return NoiseDBSCAN(eps=eps, min_samples=min_samples, method=method).fit(X).labels_
+
+
+class NoiseDBSCAN:
+    """scikit-learn-style estimator over :class:`NeighborGraph`.
+
+    ``fit`` builds the graph at ``max_eps`` (default: ``eps``; ``method`` as in
+    :meth:`NeighborGraph.build`, default exact) and keeps it in ``graph_``,
+    so ``set_params(eps=...)`` followed by :meth:`refit` re-clusters in milliseconds.
+
+    Examples
+    --------
+    >>> X = np.array([[0, 0], [0, 1], [5, 5]], dtype=np.float32)
+    >>> NoiseDBSCAN(eps=1.0, min_samples=2).fit(X).labels_
+    array([ 0,  0, -1])
+    """
+
+    def __init__(self, eps: float = 0.5, min_samples: int = 5, max_eps: float | None = None,
+                 method: str = "exact"):
+        self.eps = eps
+        self.min_samples = min_samples
+        self.max_eps = max_eps
+        self.method = method
+
+    def get_params(self, deep: bool = True) -> dict[str, object]:
+        return {"eps": self.eps, "min_samples": self.min_samples, "max_eps": self.max_eps,
+                "method": self.method}
+
+    def set_params(self, **params) -> "NoiseDBSCAN":
+        for key, value in params.items():
+            if key not in self.get_params():
+                raise ValueError(f"unknown parameter {key!r} for NoiseDBSCAN")
+            setattr(self, key, value)
+        return self
+
+    def fit(self, X: np.ndarray, y=None) -> "NoiseDBSCAN":
+        max_eps = self.eps if self.max_eps is None else self.max_eps
+        self.graph_ = NeighborGraph.build(X, max_eps=max_eps, method=self.method)
+        return self.refit()
+
+    def refit(self) -> "NoiseDBSCAN":
+        """Re-cluster the fitted graph with the current ``eps`` / ``min_samples``."""
+        labels, core = self.graph_.dbscan(self.eps, self.min_samples, return_core=True)
+        self.labels_ = labels
+        self.core_sample_indices_ = np.flatnonzero(core)
+        return self
+
+    def fit_predict(self, X: np.ndarray, y=None) -> np.ndarray:
+        return self.fit(X).labels_

@@ -1,0 +1,370 @@
+"""``fit``: cross-validated training of a run (knn / nn / noise) into the run store."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from core.learn.ensemble import TopPerIdentity, top_k_per_row
+from core.errors import DataError
+from core.learn.noise_labels import compact_clusters, noise_targets, random_shadow_labels
+from core.cluster.clusterers import cluster_distractors
+from core.learn.config import TrainConfig, TrainingCancelled, fold_seed, resolve_device
+from core.learn.scoring import frame_rows_of, pool_opts, score_views, view_stack
+from core.learn.folds import random_folds, stratified_folds
+from core.learn.methods import get_method
+
+ProgressFn = Callable[[float, str], None]
+
+# Keys of the config that may differ between an interrupted run and its resumption.
+_RESUME_FREE = ("device", "threads")
+
+
+@dataclass
+class _Prepared:
+    names: np.ndarray
+    X: np.ndarray
+    ids: np.ndarray
+    frames: object
+    frame_rows: np.ndarray
+    identity_ids: np.ndarray
+    class_of: np.ndarray        # (n,) class index of labelled rows, -1 for distractors
+    fold: np.ndarray            # (n,) fold, -1 = always trained
+    noise_rows: np.ndarray
+    clusters: np.ndarray        # (n_noise,) DBSCAN labels of noise_rows (-1 unclustered)
+    noise_eps: float = float("nan")  # the DBSCAN eps the clusters came from (nan: given)
+
+
+def _prepare(config: TrainConfig, data, noise_labels: np.ndarray | None) -> _Prepared:
+    names = np.asarray(data.names, dtype=object)
+    X = np.ascontiguousarray(data.X, dtype=np.float32)
+    ids = np.asarray(data.ids, dtype=np.int64)
+    if X.ndim != 2 or len(X) != len(names) or ids.shape != (len(names),):
+        raise DataError(f"training data: X {X.shape}, ids {ids.shape} and {len(names)} names disagree")
+    if (ids < 0).any():
+        raise DataError(f"training data: negative identity ID {int(ids.min())}")
+    if not np.isfinite(X).all():
+        bad = names[np.flatnonzero(~np.isfinite(X).all(axis=1))[0]]
+        raise DataError(f"training data: video {bad!r} has a non-finite pooled vector")
+    identity_ids = np.unique(ids[ids > 0])
+    if len(identity_ids) < 2:
+        raise DataError(f"training data: need at least 2 identities, got {len(identity_ids)}")
+    lab_rows, noise_rows = np.flatnonzero(ids > 0), np.flatnonzero(ids == 0)
+    fold = np.full(len(ids), -1, dtype=np.int64)
+    fold[lab_rows] = stratified_folds(ids[lab_rows], config.folds, seed=config.seed)
+    fold[noise_rows] = random_folds(len(noise_rows), config.folds, seed=fold_seed(config.seed, 1_000_000))
+    held = np.bincount(fold[lab_rows][fold[lab_rows] >= 0], minlength=config.folds)
+    if (held == 0).any():
+        raise DataError(f"training data: fold {int(np.argmin(held))} holds no labelled video "
+                        f"(too few videos per identity for {config.folds} folds)")
+    class_of = np.full(len(ids), -1, dtype=np.int64)
+    class_of[lab_rows] = np.searchsorted(identity_ids, ids[lab_rows])
+
+    noise_eps = float("nan")
+    if not get_method(config.method).noise_classes:
+        clusters = np.full(len(noise_rows), -1, dtype=np.int64)
+    elif noise_labels is not None:
+        nl = np.asarray(noise_labels, dtype=np.int64)
+        if nl.shape == (len(ids),):
+            nl = nl[noise_rows]
+        if nl.shape != (len(noise_rows),):
+            raise DataError(f"noise_labels has {nl.shape[0] if nl.ndim else 0} entries, expected "
+                            f"{len(noise_rows)} (one per distractor) or {len(ids)} (one per video)")
+        clusters = nl
+    else:
+        clusters, noise_eps = cluster_distractors(X[noise_rows], config.eps, config.min_samples)
+    frames = getattr(data, "frames", None)
+    frame_rows = frame_rows_of(frames, names) if frames is not None else np.arange(len(names))
+    return _Prepared(names, X, ids, frames, frame_rows, identity_ids, class_of, fold,
+                     noise_rows, clusters, noise_eps)
+
+
+def _noise_training_set(config: TrainConfig, p: _Prepared, k: int, rng: np.random.Generator):
+    """(X, y, dynamic, K) of the fold's training distractors (plus augmentation)."""
+    C = len(p.identity_ids)
+    in_train = p.fold[p.noise_rows] != k
+    rows = p.noise_rows[in_train]
+    cl, K = compact_clusters(p.clusters[in_train])
+    y, dynamic = noise_targets(cl, C)
+    y[dynamic] = random_shadow_labels(int(dynamic.sum()), C, K, rng=rng)
+    X = p.X[rows]
+    if config.augment and p.frames is not None and len(rows) >= 2:
+        from core.features.pooling import augment_noise
+
+        n_default = max(1, len(rows) // 4)
+        n_join = n_default if config.n_join is None else config.n_join
+        n_cut = n_default if config.n_cut is None else config.n_cut
+        X_aug, sources = augment_noise(p.frames, p.frame_rows[rows], rng=rng, n_join=n_join,
+                                       n_cut=n_cut, **pool_opts(config))
+        if len(sources):
+            # A cut piece shows the same person as its source: inherit a cluster class.
+            label_of = {str(p.names[r]): (int(t), bool(d)) for r, t, d in zip(rows, y, dynamic)}
+            y_aug = np.empty(len(sources), dtype=np.int64)
+            dyn_aug = np.ones(len(sources), dtype=bool)
+            for i, src in enumerate(sources):
+                if src.startswith("cut:"):
+                    t, d = label_of.get(src[4:src.rindex("[")], (-1, True))
+                    if not d:
+                        y_aug[i], dyn_aug[i] = t, False
+            y_aug[dyn_aug] = random_shadow_labels(int(dyn_aug.sum()), C, K, rng=rng)
+            X = np.concatenate([X, X_aug])
+            y = np.concatenate([y, y_aug])
+            dynamic = np.concatenate([dynamic, dyn_aug])
+    return X, y, dynamic, K
+
+
+def epochs_from_folds(best_epochs: list[int], max_epochs: int) -> int:
+    """Epochs of a refit on every video: the folds' median best epoch count.
+
+    ``best_epochs`` are 0-based; a refit sees about ``folds / (folds - 1)`` times the
+    data of a fold model per epoch, but a network converges in about the same number of
+    passes, so the count carries over as is.
+
+    >>> epochs_from_folds([3, 5, 11, 6, 7], 12)
+    7
+    """
+    if not best_epochs:
+        return max_epochs
+    return int(min(max_epochs, max(1, round(float(np.median(best_epochs)) + 1))))
+
+
+def _checkpoint(config: TrainConfig, k: int, state_dict: dict, best_epoch: int, val_map: float,
+                meta: dict) -> dict:
+    return {"config": config.to_dict(), "state_dict": state_dict, "fold": k,
+            "best_epoch": int(best_epoch), "val_map": float(val_map), "meta": meta}
+
+
+def _check_resumable(config: TrainConfig, payload: dict, k: int, run) -> None:
+    saved = dict(payload.get("config", {}))
+    now = config.to_dict()
+    diff = sorted(key for key in set(saved) | set(now)
+                  if key not in _RESUME_FREE and saved.get(key) != now.get(key))
+    if diff:
+        key = diff[0]
+        raise DataError(f"{run.path}: fold {k} was trained with {key}={saved.get(key)!r}, "
+                        f"not {now.get(key)!r}; cannot resume with a different config")
+
+
+def fit(config: TrainConfig, data, run, *, progress: ProgressFn | None = None,
+        resume: bool = False, noise_labels: np.ndarray | None = None) -> dict:
+    """Train ``config.folds`` cross-validated models of ``data`` into ``run``.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    data : core.features.dataset.LabelledVideos (``names``, ``X``, ``ids`` with 0 = distractor,
+        ``frames`` row-aligned, used for test-time views and noise augmentation)
+    run : core.runs.Run, created (or resumed) by the caller
+    progress : callable(fraction, message), optional
+    resume : reuse the folds already complete in ``run`` (their config must match)
+    noise_labels : DBSCAN labels of the distractors (one per distractor in row order,
+        or one per video) to use instead of clustering inside ``fit``
+
+    Returns
+    -------
+    dict
+        The summary written to the run (``mAP`` = out-of-fold mAP, ``fold_val_map``,
+        ``best_epochs``, ``seconds`` ...), or ``{"state": "cancelled", ...}`` when the
+        run's cancel flag stopped it between epochs.
+
+    Examples
+    --------
+    >>> from core.runs import Run, new_run_dir  # doctest: +SKIP
+    >>> run = Run.create(new_run_dir(None, "noise"), TrainConfig().to_dict())  # doctest: +SKIP
+    >>> fit(TrainConfig(epochs=10), open_split("face_val.pickle", "val_gt.txt"), run)["mAP"]  # doctest: +SKIP
+    0.87
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    import torch
+
+    report = progress or (lambda f, m="": None)
+    # Deterministic kernels: free on the CPU, cheap for these small GEMMs on CUDA.
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    old_threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        return _fit(config, data, run, report, resume, noise_labels)
+    except TrainingCancelled as exc:
+        run.mark_cancelled(str(exc))
+        report(1.0, f"cancelled: {exc}")
+        return {"state": "cancelled", "message": str(exc), "completed_folds": run.completed_folds()}
+    except KeyboardInterrupt:
+        run.interrupt("interrupted (Ctrl-C); resume to finish")
+        raise
+    except BaseException as exc:
+        run.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+        torch.set_num_threads(old_threads)
+
+
+def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
+         noise_labels: np.ndarray | None) -> dict:
+    import torch
+
+    from core.learn.metrics import per_identity_ap
+    from core.learn.model import ModelConfig, model_from_checkpoint
+    from core.learn.loop import FoldData, train_fold, validation_map
+
+    t_start = time.perf_counter()
+    device = resolve_device(config.device)
+    run.heartbeat(0.0, "prepare")
+    report(0.0, "preparing folds")
+    p = _prepare(config, data, noise_labels)
+    C, n = len(p.identity_ids), len(p.names)
+    done = set(run.completed_folds()) if resume else set()
+    knn_ref = None
+    method = get_method(config.method)
+    if not method.trains_network:
+        lab = p.ids > 0
+        run.save_array("knn_reference", X=p.X[lab], ids=p.ids[lab], names=p.names[lab])
+    if method.noise_classes:
+        run.save_array("noise_clusters", names=p.names[p.noise_rows], labels=p.clusters,
+                       fold=p.fold[p.noise_rows], eps=np.float64(p.noise_eps))
+
+    kstore = min(config.top_k_store, C)
+    oof_idx = np.full((n, kstore), -1, dtype=np.int32)
+    oof_val = np.zeros((n, kstore), dtype=np.float32)
+    oof_noise = np.zeros(n, dtype=np.float32)
+    top = TopPerIdentity(C, top=100)
+    fold_maps, best_epochs, n_clusters = [], [], []
+
+    refit_planned = config.refit if method.trains_network else 0
+    n_steps = (config.folds + refit_planned) * (config.epochs if method.trains_network else 1)
+
+    def network(k: int, tr_lab: np.ndarray, val_rows: np.ndarray, val_gt: dict, epochs: int,
+                step0: int, phase: str) -> dict:
+        """Train fold (or refit) ``k``'s network, save it and return its payload."""
+        seed = fold_seed(config.seed, k)
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        X_tr, y_tr, dyn = p.X[tr_lab], p.class_of[tr_lab], np.zeros(len(tr_lab), bool)
+        K = 0
+        if method.noise_classes:
+            Xn, yn, dn, K = _noise_training_set(config, p, k, rng)
+            X_tr, y_tr, dyn = (np.concatenate([X_tr, Xn]), np.concatenate([y_tr, yn]),
+                               np.concatenate([dyn, dn]))
+        n_classes = method.n_classes(C, K)
+        mc = ModelConfig(in_dim=p.X.shape[1], emb_dim=config.emb_dim, n_classes=n_classes,
+                         s=config.s, m=config.m, batch_norm=config.batch_norm,
+                         dropout=config.dropout, head_init=config.head_init)
+        fd = FoldData(X=torch.as_tensor(X_tr, device=device), y=y_tr, dynamic=dyn,
+                      n_identities=C, n_clusters=K, n_classes=n_classes,
+                      X_val=torch.as_tensor(p.X[val_rows], device=device),
+                      val_names=p.names[val_rows], val_gt=val_gt, identity_ids=p.identity_ids)
+        t_fold = time.perf_counter()
+
+        def on_epoch(row: dict) -> None:
+            step = step0 + row["epoch"] + 1
+            run.append_metric({"fold": k, **row})
+            run.heartbeat(0.95 * min(1.0, step / n_steps), phase)
+            val = "" if np.isnan(row["val_map"]) else f" val mAP {row['val_map']:.4f}"
+            report(0.95 * min(1.0, step / n_steps),
+                   f"{phase} epoch {row['epoch'] + 1}/{epochs} loss {row['loss']:.3f}{val}")
+
+        res = train_fold(fd, model_config=mc, epochs=epochs, batch_size=config.batch_size,
+                         lr=config.lr, weight_decay=config.weight_decay,
+                         shadow_weights=(config.shadow_weight_start, config.shadow_weight_end),
+                         score_s=config.score_s, seed=seed, rng=rng, on_epoch=on_epoch,
+                         should_stop=run.cancel_requested)
+        refit = k >= config.folds
+        meta = {"method": config.method, "model_config": mc.to_dict(),
+                "identity_ids": p.identity_ids.tolist(), "n_clusters": K,
+                "n_train": int(len(X_tr)), "n_dynamic": int(dyn.sum()), "refit": refit}
+        payload = _checkpoint(config, k, res.state_dict, res.best_epoch, res.val_map, meta)
+        run.save_fold(k, payload, {"val_map": res.val_map, "best_epoch": res.best_epoch,
+                                   "seconds": round(time.perf_counter() - t_fold, 3),
+                                   "n_clusters": K, "refit": refit})
+        return payload
+
+    for k in range(config.folds):
+        val_rows = np.flatnonzero(p.fold == k)
+        lab_val = val_rows[p.ids[val_rows] > 0]
+        val_gt: dict[int, list[str]] = {}
+        for i, name in zip(p.ids[lab_val].tolist(), p.names[lab_val].tolist()):
+            val_gt.setdefault(i, []).append(name)
+        tr_lab = np.flatnonzero((p.ids > 0) & (p.fold != k))
+        phase = f"fold {k + 1}/{config.folds}"
+        if not method.trains_network:
+            knn_ref = (p.X[tr_lab], p.ids[tr_lab], p.identity_ids)
+
+        if k in done:
+            payload = run.load_fold(k)
+            _check_resumable(config, payload, k, run)
+            report(0.95 * (k + 1) / (config.folds + refit_planned), f"{phase}: loaded (resume)")
+        elif not method.trains_network:
+            V = p.X[val_rows][None]
+            s, _ = score_views(config, None, V, C, device=device, knn_ref=knn_ref)
+            vm = validation_map(s, p.names[val_rows], val_gt, p.identity_ids)
+            payload = _checkpoint(config, k, {}, -1, vm, {"method": config.method,
+                                  "identity_ids": p.identity_ids.tolist(), "n_clusters": 0})
+            run.save_fold(k, payload, {"val_map": vm, "best_epoch": -1})
+            run.append_metric({"fold": k, "epoch": 0, "loss": float("nan"), "val_map": vm, "time": 0.0})
+        else:
+            payload = network(k, tr_lab, val_rows, val_gt, config.epochs, k * config.epochs, phase)
+
+        # Out-of-fold scores from the saved fold model (identical on resume).
+        model = None
+        if method.trains_network:
+            model = model_from_checkpoint(payload["meta"]["model_config"], payload["state_dict"]).to(device)
+        V = view_stack(config, p.X[val_rows], p.frames, p.frame_rows[val_rows], config.views)
+        s, z = score_views(config, model, V, C, device=device, knn_ref=knn_ref)
+        idx, val = top_k_per_row(s, kstore)
+        oof_idx[val_rows], oof_val[val_rows], oof_noise[val_rows] = idx, val, z
+        top.update(s, val_rows)
+        fold_maps.append(float(payload["val_map"]))
+        best_epochs.append(int(payload["best_epoch"]))
+        n_clusters.append(int(payload["meta"].get("n_clusters", 0)))
+        if run.cancel_requested() and (k < config.folds - 1 or refit_planned):
+            raise TrainingCancelled(f"cancelled after fold {k + 1}")
+
+    # Refit: the folds chose how long to train; now train on every video (nothing held
+    # out), which matters most when identities have only a handful of videos each.
+    refit_epochs = epochs_from_folds(best_epochs, config.epochs) if refit_planned else 0
+    all_lab = np.flatnonzero(p.ids > 0)
+    no_rows = np.zeros(0, dtype=np.int64)
+    for j in range(refit_planned):
+        k = config.folds + j
+        phase = f"refit {j + 1}/{refit_planned} ({refit_epochs} epochs)"
+        if k in done:
+            _check_resumable(config, run.load_fold(k), k, run)
+            report(0.95 * (k + 1) / (config.folds + refit_planned), f"{phase}: loaded (resume)")
+            continue
+        network(k, all_lab, no_rows, {}, refit_epochs,
+                config.folds * config.epochs + j * refit_epochs, phase)
+        if run.cancel_requested() and j < refit_planned - 1:
+            raise TrainingCancelled(f"cancelled after refit {j + 1}")
+
+    run.heartbeat(0.97, "out-of-fold scores")
+    ranking = top.ranking(p.names, p.identity_ids)
+    held = p.fold >= 0
+    gt_all: dict[int, list[str]] = {}
+    for i, name in zip(p.ids[held & (p.ids > 0)].tolist(), p.names[held & (p.ids > 0)].tolist()):
+        gt_all.setdefault(i, []).append(name)
+    aps = per_identity_ap(gt_all, ranking)
+    oof_map = float(np.mean(list(aps.values()))) if aps else float("nan")
+    run.save_array("oof", names=p.names, ids=p.ids, fold=p.fold, identity_ids=p.identity_ids,
+                   top_class=oof_idx, top_score=oof_val, noise_prob=oof_noise)
+    run.save_json("per_identity_ap", {str(i): a for i, a in aps.items()})
+    summary = {
+        "method": config.method, "mAP": oof_map, "oof_map": oof_map,
+        "fold_val_map": fold_maps, "mean_fold_val_map": float(np.mean(fold_maps)),
+        "best_epochs": best_epochs, "n_clusters": n_clusters,
+        "n_identities": C, "n_videos": n, "n_labelled": int((p.ids > 0).sum()),
+        "n_distractors": int(len(p.noise_rows)),
+        "n_clustered_distractors": int((p.clusters >= 0).sum()),
+        "noise_eps": None if np.isnan(p.noise_eps) else round(float(p.noise_eps), 6),
+        "refit_models": refit_planned, "refit_epochs": refit_epochs,
+        "resumed_folds": sorted(done), "device": device,
+        "seconds": round(time.perf_counter() - t_start, 3),
+    }
+    run.finish(summary)
+    report(1.0, f"done: out-of-fold mAP {oof_map:.4f}")
+    return summary
