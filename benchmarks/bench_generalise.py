@@ -69,8 +69,8 @@ QUICK = ("sparse-hard", "real", "real-lookalikes", "rich", "gauss-sparse")
 
 def data_dir(name: str, seed: int, cache: Path) -> Path:
     """The setting's files, generated once per (knobs, seed, generator source)."""
-    import core.synth as synth
-    import core.synth_model as synth_model
+    import core.synth.generator as synth
+    import core.synth.model as synth_model
 
     knobs = SETTINGS[name]
     gauss = knobs.get("generator") == "gauss"
@@ -267,7 +267,7 @@ def rank(scores: np.ndarray, names: np.ndarray, ids: np.ndarray) -> dict[int, li
 
 
 def run_baseline(folder: Path, epochs: int) -> float:
-    from core.formats import read_features  # the file reader only
+    from core.io import read_features  # the file reader only
 
     labels = {**read_gt(folder / "train_gt.txt"), **read_gt(folder / "val_gt.txt")}
     xs, ys = [], []
@@ -293,7 +293,7 @@ def _by_identity(labels: dict[str, int]) -> dict[int, list[str]]:
 
 def ceiling(folder: Path) -> float:
     """Best possible test mAP: every non-empty GT video ranked first."""
-    from core.formats import read_features
+    from core.io import read_features
 
     fs = read_features(folder / "face_test.pickle")
     empty = {str(n) for n, k in zip(fs.names, fs.lengths) if k == 0}
@@ -305,10 +305,11 @@ def ceiling(folder: Path) -> float:
 # --- vidid -----------------------------------------------------------------------------
 def run_vidid(folder: Path, method: str, overrides: dict, root: Path) -> tuple[float, float]:
     """(test mAP, seconds) of a vidid run with the product defaults (+ overrides)."""
-    from core.dataset import concat, open_split
-    from core.metrics import evaluate_files
+    from core.features import concat, open_split
+    from core.learn.metrics import evaluate_files
     from core.runs import Run
-    from core.train import TrainConfig, fit, predict_submission
+    from core.learn import TrainConfig, fit
+    from core.runs import predict_submission
 
     t0 = time.perf_counter()
     data = concat([open_split(folder / "face_train.pickle", folder / "train_gt.txt", split="train"),

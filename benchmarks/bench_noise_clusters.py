@@ -2,7 +2,7 @@
 
 For each setting of the generalisation family (``bench_generalise.SETTINGS``), the
 pooled distractors of train + val (what ``vidid train`` clusters) are clustered by
-DBSCAN at the automatic eps (``core.eps_choice.auto_dbscan``, the product default)
+DBSCAN at the automatic eps (``core.cluster.auto_dbscan``, the product default)
 and at fixed eps 0.9, 1.0, 1.1 and 1.2 (the original solution's value), with
 min_samples 2 (the original's) and 3. Each clustering is scored against the
 generator's truth (``truth.tsv``: who is really in each video) with scikit-learn's
@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     from core.cluster import NeighborGraph
-    from core.dataset import concat, open_split
-    from core.eps_choice import auto_dbscan
+    from core.features import concat, open_split
+    from core.cluster import auto_dbscan
 
     names = args.only.split(",") if args.only else list(family.SETTINGS)
     cache = Path(args.cache or os.environ.get("VIDID_CACHE") or Path.home() / ".cache" / "vidid")

@@ -69,7 +69,8 @@ def _check_store(out: Path) -> Run:
     for p in out.glob("*.npz"):
         run.load_array(p.stem)
     if run.state == "complete":
-        assert (out / "summary.json").exists() and run.completed_folds() == list(range(FOLDS))
+        refits = run.summary()["refit_models"]  # the refit checkpoints follow the folds
+        assert (out / "summary.json").exists() and run.completed_folds() == list(range(FOLDS + refits))
     return run
 
 

@@ -179,10 +179,15 @@ def test_noise_training_beats_chance_on_tiny(noise_run, tiny_demo, tmp_path):
 
     run, cfg, summary = noise_run
     assert run.state == "complete"
-    assert sorted(run.completed_folds()) == [0, 1, 2]
+    # the cross-validated folds, then the refit on every video (checkpoint index `folds`)
+    assert sorted(run.completed_folds()) == [0, 1, 2, 3]
+    assert run.fold_info(3)["refit"] and not run.fold_info(0)["refit"]
     assert summary["n_clusters"] and max(summary["n_clusters"]) > 0  # noise classes in play
+    assert summary["refit_models"] == 1 and 1 <= summary["refit_epochs"] <= cfg.epochs
     m = run.metrics()
-    assert len(m) == cfg.folds * cfg.epochs and m["val_map"].between(0, 1).all()
+    folds, refit = m[m["fold"] < cfg.folds], m[m["fold"] == cfg.folds]
+    assert len(folds) == cfg.folds * cfg.epochs and folds["val_map"].between(0, 1).all()
+    assert len(refit) == summary["refit_epochs"] and refit["val_map"].isna().all()
     sub = tmp_path / "sub.txt"
     ranking = predict_submission(run.path, tiny_demo / "face_test.pickle", sub)
     gt = read_ground_truth(tiny_demo / "test_gt.txt")

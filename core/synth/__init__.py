@@ -4,6 +4,8 @@
 :mod:`core.synth.model` the planted structure (people, plan of videos, frames).
 """
 
-from core.synth.generator import DIM, KINDS, PRESETS, README_HEAD, SPLITS, Preset, generate, is_demo_dir
+from core.synth.generator import (DIM, KINDS, PRESETS, README_HEAD, SPLITS, Preset, generate,
+                                  is_demo_dir, make_preset)
 
-__all__ = ["DIM", "KINDS", "PRESETS", "README_HEAD", "SPLITS", "Preset", "generate", "is_demo_dir"]
+__all__ = ["DIM", "KINDS", "PRESETS", "README_HEAD", "SPLITS", "Preset", "generate", "is_demo_dir",
+           "make_preset"]
