@@ -59,6 +59,8 @@ class RadiusGraph:
 def validate_vectors(X: object, *, name: str = "X") -> np.ndarray:
     """Check a (n, d) matrix of finite real vectors; return it as a float32/float64 C array.
 
+    Integers become float64 (no precision lost below 2**53), other non-float64 float32.
+
     Examples
     --------
     >>> validate_vectors(np.ones((2, 3), dtype=np.float32)).shape
@@ -75,7 +77,9 @@ def validate_vectors(X: object, *, name: str = "X") -> np.ndarray:
         raise DataError(f"{name} must hold vectors of at least one value, got shape {X.shape}")
     if X.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
-    if X.dtype != np.float64:
+    if X.dtype.kind in "iu":
+        X = X.astype(np.float64)  # exact below 2**53, as scikit-learn converts them
+    elif X.dtype != np.float64:
         X = X.astype(np.float32, copy=False)
     X = np.ascontiguousarray(X)
     finite = np.isfinite(X).all(axis=1)
