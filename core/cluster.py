@@ -17,6 +17,14 @@ Clusters are numbered ``0..K-1`` in the order of their lowest-index core point, 
 as ``sklearn.cluster.DBSCAN`` numbers them, so on the same neighbourhoods the labels are
 identical to scikit-learn's, border points included. ``-1`` marks unclustered points.
 
+The neighbourhoods are scikit-learn's too, whatever the dtype and dimension: the graph
+stores float64 squared distances, exact to a few ulps; when a query's eps falls within
+that rounding band of a stored pair (an eps taken from the data, a pair exactly at
+eps), those few pairs are decided by :class:`core.radius_exact.SklearnRadius` —
+scikit-learn's own computation for that pair — and the query is answered from the
+neighbourhoods directly (:func:`core.cluster_tree.dbscan_labels`) instead of the caches.
+The scikit-learn-compatible ``dbscan`` / ``DBSCAN`` live in :mod:`core.dbscan_api`.
+
 Examples
 --------
 >>> import numpy as np
@@ -39,6 +47,7 @@ from core.cluster_ivf import build_ivf_graph
 from core.cluster_tree import (
     LeafOrder,
     core_labels,
+    dbscan_labels,
     leaf_order,
     mutual_reachability_forest,
 )
@@ -48,8 +57,10 @@ from core.neighbors import (
     build_radius_graph,
     check_max_eps,
     check_radius,
+    squared_norms,
     validate_vectors,
 )
+from core.radius_exact import SklearnRadius, rounding_band, squared_radius
 
 ProgressFn = Callable[[float, str], None]
 
@@ -74,6 +85,11 @@ class NeighborGraph:
     max_eps: float
     input_dtype: str = "float32"
     build_seconds: float = 0.0
+    #: scikit-learn's decision for pairs within rounding of eps (None: not kept).
+    exact: SklearnRadius | None = field(default=None, repr=False)
+    #: per-point half-width of the rounding band of squared distances.
+    band: np.ndarray | None = field(default=None, repr=False)
+    _sorted: tuple | None = field(default=None, repr=False)
     _trees: dict = field(default_factory=dict, repr=False)
     _core: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -92,7 +108,8 @@ class NeighborGraph:
     @classmethod
     def build(cls, X: np.ndarray, max_eps: float = 1.3, *, method: str = "auto",
               nprobe: int = 12, max_edges: int = DEFAULT_MAX_EDGES,
-              progress: ProgressFn | None = None) -> "NeighborGraph":
+              progress: ProgressFn | None = None, algorithm: str = "auto",
+              leaf_size: int = 30) -> "NeighborGraph":
         """Build the neighbour graph of ``X`` at radius ``max_eps``.
 
         Parameters
@@ -106,6 +123,9 @@ class NeighborGraph:
         nprobe : cells each point is listed in (approximate build): more = higher recall.
         max_edges : raise ``ValueError`` once more pairs than this are found (memory cap).
         progress : optional ``progress(fraction, message)`` callback.
+        algorithm, leaf_size : the ``sklearn.cluster.DBSCAN`` options whose neighbourhoods
+            :meth:`dbscan` reproduces at eps exactly on a pair's distance (``"auto"``:
+            scikit-learn's default choice of tree or brute force).
 
         Examples
         --------
@@ -116,17 +136,24 @@ class NeighborGraph:
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
         max_eps = check_max_eps(max_eps)
+        raw = X if isinstance(X, np.ndarray) else None
         X = validate_vectors(X)
+        if raw is None or raw.dtype == X.dtype:
+            raw = X
         if method == "auto" or X.shape[0] == 0:
             method = "exact" if X.shape[0] < EXACT_MAX_POINTS else "approx"
         t0 = time.perf_counter()
-        radius = max_eps * (1.0 + _RADIUS_SLACK)
+        exact = SklearnRadius(raw, algorithm=algorithm, leaf_size=leaf_size)
+        band = rounding_band(squared_norms(X), X.shape[1]) if X.shape[0] else np.zeros(0)
+        # Keep every pair that scikit-learn could count at max_eps (rounding included).
+        r2 = max(max_eps * (1.0 + _RADIUS_SLACK), np.sqrt(squared_radius(max_eps, exact.path, raw.dtype))) ** 2
+        radius = max(float(np.sqrt(r2 + 2.0 * float(band.max(initial=0.0)))), max_eps)
         if method == "exact":
             g = build_radius_graph(X, radius, max_edges=max_edges, progress=progress)
         else:
             g = build_ivf_graph(X, radius, nprobe=nprobe, max_edges=max_edges, progress=progress)
-        return cls(graph=g, max_eps=max_eps, input_dtype=X.dtype.name,
-                   build_seconds=time.perf_counter() - t0)
+        return cls(graph=g, max_eps=max_eps, input_dtype=raw.dtype.name,
+                   build_seconds=time.perf_counter() - t0, exact=exact, band=band)
 
     # ------------------------------------------------------------ properties
     @property
@@ -162,9 +189,12 @@ class NeighborGraph:
     def _squared_radius(self, eps: float) -> float:
         """``eps ** 2`` as scikit-learn's radius search compares it.
 
-        For float32 data scikit-learn squares eps in float32 (its 32-bit distance
-        metric), for float64 data in float64; squared distances ``<=`` it are neighbours.
+        On its brute-force path with float32 data scikit-learn squares eps in float32
+        (its 32-bit distance metric), elsewhere in float64 (trees and integers work in
+        float64); squared distances ``<=`` it are neighbours.
         """
+        if self.exact is not None:
+            return squared_radius(eps, self.exact.path, np.dtype(self.input_dtype))
         if self.input_dtype == "float32":
             e = np.float32(eps)
             return float(np.float32(e * e))
@@ -271,8 +301,92 @@ class NeighborGraph:
         """
         eps_v = self._check_eps(eps)
         m = self._check_min_samples(min_samples)
-        labels, core = self._labels(self._squared_radius(eps_v), m)
+        eps2 = self._squared_radius(eps_v)
+        if self._near_boundary(eps2):
+            labels, core = dbscan_labels(*self._neighborhoods(eps_v, eps2), m)
+        else:
+            labels, core = self._labels(eps2, m)
         return (labels, core) if return_core else labels
+
+    def neighborhoods(self, eps: float) -> tuple[np.ndarray, np.ndarray]:
+        """Every point's eps-neighbourhood (itself included) as scikit-learn finds it.
+
+        Returns ``(indptr, indices)`` in CSR form, each row in ascending index order.
+
+        Examples
+        --------
+        >>> X = np.array([[0, 0.4], [0.1, 0.4], [1, 1]])
+        >>> [a.tolist() for a in NeighborGraph.build(X, max_eps=0.5).neighborhoods(0.1)]
+        [[0, 2, 4, 5], [0, 1, 0, 1, 2]]
+        """
+        eps_v = self._check_eps(eps)
+        return self._neighborhoods(eps_v, self._squared_radius(eps_v))
+
+    # ---------------------------------------------------- exact boundary
+    def _pairs_by_distance(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stored pairs ``(i < j)`` sorted by squared distance (built on first use)."""
+        with self._lock:
+            cached = self._sorted
+        if cached is not None:
+            return cached
+        g = self.graph
+        rows = np.repeat(np.arange(g.n_points, dtype=np.int64), np.diff(g.indptr))
+        cols = g.indices.astype(np.int64)
+        up = cols > rows
+        d2, rows, cols = g.sqdist[up], rows[up], cols[up]
+        order = np.argsort(d2, kind="stable")
+        cached = (d2[order], rows[order], cols[order])
+        with self._lock:
+            self._sorted = cached
+        return cached
+
+    def _boundary_pairs(self, eps2: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pairs whose squared distance is within rounding of ``eps2``, and the points
+        whose distance to themselves might round above it (scikit-learn's brute force)."""
+        if self.exact is None or self.band is None or self.n_points == 0:
+            empty = np.empty(0, np.int64)
+            return empty, empty, empty
+        d2, rows, cols = self._pairs_by_distance()
+        width = 2.0 * float(self.band.max())
+        lo = np.searchsorted(d2, eps2 - width, side="left")
+        hi = np.searchsorted(d2, eps2 + width, side="right")
+        r, c, d = rows[lo:hi], cols[lo:hi], d2[lo:hi]
+        near = np.abs(d - eps2) <= self.band[r] + self.band[c]
+        selfs = (np.flatnonzero(2.0 * self.band >= eps2) if self.exact.path == "reduction"
+                 else np.empty(0, np.int64))
+        return r[near], c[near], selfs
+
+    def _near_boundary(self, eps2: float) -> bool:
+        r, _, selfs = self._boundary_pairs(eps2)
+        return bool(r.size or selfs.size)
+
+    def _neighborhoods(self, eps: float, eps2: float) -> tuple[np.ndarray, np.ndarray]:
+        g = self.graph
+        n = g.n_points
+        rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(g.indptr))
+        cols = g.indices.astype(np.int64)
+        keep = g.sqdist <= eps2
+        br, bc, selfs = self._boundary_pairs(eps2)
+        self_in = np.ones(n, dtype=bool)
+        if br.size or selfs.size:
+            # Decide the boundary pairs (both directions) and the doubtful self-pairs
+            # exactly as scikit-learn does.
+            qr = np.concatenate([br, bc, selfs])
+            qc = np.concatenate([bc, br, selfs])
+            said = self.exact.decide(qr, qc, eps)
+            k = br.size
+            self_in[selfs] = said[2 * k:]
+            key = rows * n + cols
+            order = np.argsort(key, kind="stable")
+            pos = order[np.searchsorted(key[order], qr[:2 * k] * n + qc[:2 * k])]
+            keep[pos] = said[:2 * k]
+        ids = np.arange(n, dtype=np.int64)
+        r = np.concatenate([rows[keep], ids[self_in]])
+        c = np.concatenate([cols[keep], ids[self_in]])
+        order = np.lexsort((c, r))
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(r, minlength=n), out=indptr[1:])
+        return indptr, c[order]
 
     def _labels(self, eps2: float, m: int) -> tuple[np.ndarray, np.ndarray]:
         core = self._core_sqdist(m) <= eps2
@@ -311,22 +425,10 @@ class NeighborGraph:
         labels[cand[hit]] = best[hit]
 
 
-# ---------------------------------------------------------------------- function + estimator
-def dbscan(X: np.ndarray, eps: float = 0.5, min_samples: int = 5, *,
-           method: str = "exact") -> np.ndarray:
-    """One-shot DBSCAN labels (builds the graph at ``max_eps = eps``), as scikit-learn's.
-
-    Examples
-    --------
-    >>> X = np.array([[0, 0], [0, 1], [5, 5]], dtype=np.float32)
-    >>> dbscan(X, eps=1.0, min_samples=2)
-    array([ 0,  0, -1])
-    """
-    return NoiseDBSCAN(eps=eps, min_samples=min_samples, method=method).fit(X).labels_
-
-
+# ---------------------------------------------------------------------- estimator
 class NoiseDBSCAN:
-    """scikit-learn-style estimator over :class:`NeighborGraph`.
+    """Re-clustering estimator over :class:`NeighborGraph` (scikit-learn's own interface,
+    ``fit(X, sample_weight=...)`` / ``components_`` / any metric, is :class:`core.dbscan_api.DBSCAN`).
 
     ``fit`` builds the graph at ``max_eps`` (default: ``eps``; ``method`` as in
     :meth:`NeighborGraph.build`, default exact) and keeps it in ``graph_``,
@@ -374,6 +476,11 @@ class NoiseDBSCAN:
 
 
 def __getattr__(name: str):
+    # scikit-learn's API lives in core.dbscan_api (it imports this module): re-export it.
+    if name in ("dbscan", "DBSCAN"):
+        from core import dbscan_api
+
+        return getattr(dbscan_api, name)
     # Report helpers live in core.cluster_report; re-export lazily (it imports pandas).
     if name in ("suggest_eps", "eps_sweep", "summarize_clusters", "knee_index"):
         from core import cluster_report

@@ -207,7 +207,9 @@ def test_function_and_estimator_match_sklearn(data):
     ref = DBSCAN(eps=0.8, min_samples=4).fit(X)
     np.testing.assert_array_equal(est.labels_, ref.labels_)
     np.testing.assert_array_equal(est.core_sample_indices_, ref.core_sample_indices_)
-    np.testing.assert_array_equal(dbscan(X, eps=0.8, min_samples=4), ref.labels_)
+    core, labels = dbscan(X, eps=0.8, min_samples=4)
+    np.testing.assert_array_equal(labels, ref.labels_)
+    np.testing.assert_array_equal(core, ref.core_sample_indices_)
     # refit at another eps without rebuilding
     est2 = NoiseDBSCAN(eps=1.0, min_samples=2, max_eps=1.2).fit(X)
     graph = est2.graph_
