@@ -89,6 +89,7 @@ class NeighborGraph:
     exact: SklearnRadius | None = field(default=None, repr=False)
     #: per-point half-width of the rounding band of squared distances.
     band: np.ndarray | None = field(default=None, repr=False)
+    band_max: float = field(default=0.0, repr=False)
     _sorted: tuple | None = field(default=None, repr=False)
     _trees: dict = field(default_factory=dict, repr=False)
     _core: dict = field(default_factory=dict, repr=False)
@@ -153,7 +154,8 @@ class NeighborGraph:
         else:
             g = build_ivf_graph(X, radius, nprobe=nprobe, max_edges=max_edges, progress=progress)
         return cls(graph=g, max_eps=max_eps, input_dtype=raw.dtype.name,
-                   build_seconds=time.perf_counter() - t0, exact=exact, band=band)
+                   build_seconds=time.perf_counter() - t0, exact=exact, band=band,
+                   band_max=float(band.max(initial=0.0)))
 
     # ------------------------------------------------------------ properties
     @property
@@ -347,14 +349,20 @@ class NeighborGraph:
             empty = np.empty(0, np.int64)
             return empty, empty, empty
         d2, rows, cols = self._pairs_by_distance()
-        width = 2.0 * float(self.band.max())
-        lo = np.searchsorted(d2, eps2 - width, side="left")
-        hi = np.searchsorted(d2, eps2 + width, side="right")
+        width = 2.0 * self.band_max
+        lo = int(np.searchsorted(d2, eps2 - width, side="left"))
+        hi = int(np.searchsorted(d2, eps2 + width, side="right"))
         r, c, d = rows[lo:hi], cols[lo:hi], d2[lo:hi]
-        near = np.abs(d - eps2) <= self.band[r] + self.band[c]
-        selfs = (np.flatnonzero(2.0 * self.band >= eps2) if self.exact.path == "reduction"
-                 else np.empty(0, np.int64))
-        return r[near], c[near], selfs
+        if lo < hi:
+            near = np.abs(d - eps2) <= self.band[r] + self.band[c]
+            r, c = r[near], c[near]
+        if self.exact.path == "reduction" and width >= eps2:
+            selfs = np.flatnonzero(2.0 * self.band >= eps2)
+        else:
+            selfs = np.empty(0, np.int64)
+        return r, c, selfs
+
+
 
     def _near_boundary(self, eps2: float) -> bool:
         r, _, selfs = self._boundary_pairs(eps2)
