@@ -325,44 +325,41 @@ class NeighborGraph:
         return self._neighborhoods(eps_v, self._squared_radius(eps_v))
 
     # ---------------------------------------------------- exact boundary
-    def _pairs_by_distance(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Stored pairs ``(i < j)`` sorted by squared distance (built on first use)."""
+    def _sorted_sqdist(self) -> np.ndarray:
+        """Squared distances of the stored pairs, ascending (8 bytes a pair, built once)."""
         with self._lock:
             cached = self._sorted
         if cached is not None:
             return cached
         g = self.graph
         rows = np.repeat(np.arange(g.n_points, dtype=np.int64), np.diff(g.indptr))
-        cols = g.indices.astype(np.int64)
-        up = cols > rows
-        d2, rows, cols = g.sqdist[up], rows[up], cols[up]
-        order = np.argsort(d2, kind="stable")
-        cached = (d2[order], rows[order], cols[order])
+        cached = np.sort(g.sqdist[g.indices > rows])
         with self._lock:
             self._sorted = cached
         return cached
 
     def _boundary_pairs(self, eps2: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Pairs whose squared distance is within rounding of ``eps2``, and the points
-        whose distance to themselves might round above it (scikit-learn's brute force)."""
+        """Pairs ``(i < j)`` whose squared distance is within rounding of ``eps2``, and the
+        points whose distance to themselves might round above it (brute force)."""
+        empty = np.empty(0, np.int64)
         if self.exact is None or self.band is None or self.n_points == 0:
-            empty = np.empty(0, np.int64)
             return empty, empty, empty
-        d2, rows, cols = self._pairs_by_distance()
         width = 2.0 * self.band_max
+        d2 = self._sorted_sqdist()
         lo = int(np.searchsorted(d2, eps2 - width, side="left"))
         hi = int(np.searchsorted(d2, eps2 + width, side="right"))
-        r, c, d = rows[lo:hi], cols[lo:hi], d2[lo:hi]
+        r = c = empty
         if lo < hi:
-            near = np.abs(d - eps2) <= self.band[r] + self.band[c]
-            r, c = r[near], c[near]
+            # Rare (eps on a pair's distance): find those pairs in the CSR.
+            g = self.graph
+            rows = np.repeat(np.arange(g.n_points, dtype=np.int64), np.diff(g.indptr))
+            cols = g.indices.astype(np.int64)
+            near = (cols > rows) & (np.abs(g.sqdist - eps2) <= self.band[rows] + self.band[cols])
+            r, c = rows[near], cols[near]
+        selfs = empty
         if self.exact.path == "reduction" and width >= eps2:
             selfs = np.flatnonzero(2.0 * self.band >= eps2)
-        else:
-            selfs = np.empty(0, np.int64)
         return r, c, selfs
-
-
 
     def _near_boundary(self, eps2: float) -> bool:
         r, _, selfs = self._boundary_pairs(eps2)
