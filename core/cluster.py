@@ -137,9 +137,13 @@ class NeighborGraph:
         if method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
         max_eps = check_max_eps(max_eps)
+        # The data as scikit-learn would see it (dtype, memory order), for the exact
+        # decisions at eps; the float32/float64 copy for the products.
         raw = X if isinstance(X, np.ndarray) else None
+        if raw is None and (isinstance(X, (list, tuple)) or hasattr(X, "__array__")):
+            raw = X = np.asarray(X)
         X = validate_vectors(X)
-        if raw is None or raw.dtype == X.dtype:
+        if raw is None or (raw.dtype == X.dtype and raw.flags.c_contiguous):
             raw = X
         if method == "auto" or X.shape[0] == 0:
             method = "exact" if X.shape[0] < EXACT_MAX_POINTS else "approx"

@@ -95,11 +95,17 @@ class SklearnRadius:
 
     Parameters
     ----------
-    X : (n, d) array exactly as scikit-learn receives it (its own dtype, C order).
+    X : (n, d) array exactly as scikit-learn receives it (its own dtype).
     algorithm, leaf_size : as ``sklearn.cluster.DBSCAN``'s.
+
+    scikit-learn queries with the very array it fitted when ``X`` is C-ordered, and with
+    a second C-ordered copy otherwise; its chunked brute force takes another product
+    (and keeps the diagonal as computed) in the second case, so that is recorded too.
     """
 
     def __init__(self, X: np.ndarray, *, algorithm: str = "auto", leaf_size: int = 30):
+        X = np.asarray(X)
+        self.query_is_fit = bool(X.flags.c_contiguous)
         self.X = np.ascontiguousarray(X)
         self.algorithm = algorithm
         self.leaf_size = leaf_size
@@ -167,6 +173,7 @@ class SklearnRadius:
         from sklearn.utils._chunking import gen_batches, get_chunk_n_rows
 
         X = self.X
+        Q = X if self.query_is_fit else X.copy()
         n = X.shape[0]
         step = get_chunk_n_rows(row_bytes=8 * n, max_n_rows=n)
         out = np.zeros(rows.size, dtype=bool)
@@ -175,11 +182,13 @@ class SklearnRadius:
             sel = np.flatnonzero((rows >= sl.start) & (rows < sl.stop))
             if sel.size == 0:
                 continue
-            # One chunk covering every row is passed as X itself (scikit-learn's
-            # "X is Y" fast path); the diagonal is then set to 0, as there.
-            chunk = X if (sl.start == 0 and sl.stop == n) else X[sl]
+            # One chunk covering every row is passed as the query array itself
+            # (scikit-learn's "X is Y" fast path when it is the fitted array); the
+            # diagonal is set to 0 when query and fitted data are one array, as there.
+            chunk = Q if (sl.start == 0 and sl.stop == n) else Q[sl]
             D = pairwise_distances(chunk, X, metric="euclidean", squared=True)
-            D.flat[sl.start::n + 1] = 0
+            if Q is X:
+                D.flat[sl.start::n + 1] = 0
             out[sel] = D[rows[sel] - sl.start, cols[sel]] <= radius
         return out
 

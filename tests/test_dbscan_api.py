@@ -1,7 +1,7 @@
 """core.dbscan_api / core.radius_exact: label for label equal to sklearn.cluster.DBSCAN.
 
 The fuzz draws data whose pair distances are exactly representable or not (decimal
-steps, integers, float16/32/64), in 1 to 512 dimensions, and eps *on* a pair's distance
+steps, integers, booleans, float16/32/64, C or Fortran order), in 1 to 512 dimensions, and eps *on* a pair's distance
 (computed the tree's way, the Gram way, rounded to float32, or one or two ulps off), so
 that every neighbourhood decision at the boundary is exercised.
 """
@@ -42,11 +42,14 @@ def _boundary_eps(rng: np.random.Generator, X: np.ndarray) -> float:
 def _fuzz_data(rng: np.random.Generator) -> np.ndarray:
     n = int(rng.choice([2, 5, 11, 12, 30, 80]))
     d = int(rng.choice([1, 2, 3, 7, 15, 16, 33, 128, 512]))
-    dtype = str(rng.choice(["float16", "float32", "float64", "int64", "int32", "uint8"]))
-    if dtype[0] in "iu":
-        return rng.integers(0, 6, (n, d)).astype(dtype)
-    step = float(rng.choice([0.1, 0.3, 1.7, 1e-3]))
-    return (rng.integers(-9, 10, (n, d)) * step).astype(dtype)
+    dtype = str(rng.choice(["float16", "float32", "float64", "int64", "int32", "uint8", "bool"]))
+    if dtype[0] in "iub":
+        X = rng.integers(0, 6 if dtype != "bool" else 2, (n, d)).astype(dtype)
+    else:
+        step = float(rng.choice([0.1, 0.3, 1.7, 1e-3]))
+        X = (rng.integers(-9, 10, (n, d)) * step).astype(dtype)
+    # Fortran order: scikit-learn then queries with a copy of what it fitted.
+    return np.asfortranarray(X) if rng.random() < 0.25 else X
 
 
 def test_fuzz_labels_equal_sklearn_at_pair_distances():
