@@ -90,7 +90,7 @@ class NeighborGraph:
     #: per-point half-width of the rounding band of squared distances.
     band: np.ndarray | None = field(default=None, repr=False)
     band_max: float = field(default=0.0, repr=False)
-    _sorted: tuple | None = field(default=None, repr=False)
+    _sorted: dict = field(default_factory=dict, repr=False)
     _trees: dict = field(default_factory=dict, repr=False)
     _core: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -103,6 +103,8 @@ class NeighborGraph:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        if not isinstance(self.__dict__.get("_sorted"), dict):
+            self._sorted = {}  # pickled before the boundary checks existed
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ build
@@ -308,10 +310,12 @@ class NeighborGraph:
         eps_v = self._check_eps(eps)
         m = self._check_min_samples(min_samples)
         eps2 = self._squared_radius(eps_v)
-        if self._near_boundary(eps2):
-            labels, core = dbscan_labels(*self._neighborhoods(eps_v, eps2), m)
-        else:
-            labels, core = self._labels(eps2, m)
+        found = None if self._self_in_doubt(eps2) else self._labels(eps2, m)
+        if found is None:
+            # eps within rounding of a distance that decides the answer: take the
+            # neighbourhoods with those pairs decided by scikit-learn's own arithmetic.
+            found = dbscan_labels(*self._neighborhoods(eps_v, eps2), m)
+        labels, core = found
         return (labels, core) if return_core else labels
 
     def neighborhoods(self, eps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -329,18 +333,29 @@ class NeighborGraph:
         return self._neighborhoods(eps_v, self._squared_radius(eps_v))
 
     # ---------------------------------------------------- exact boundary
-    def _sorted_sqdist(self) -> np.ndarray:
-        """Squared distances of the stored pairs, ascending (8 bytes a pair, built once)."""
+    def _window(self) -> float:
+        """Half-width of the rounding band around eps**2 for any pair (0: no exact decisions)."""
+        return 2.0 * self.band_max if self.exact is not None and self.band is not None else 0.0
+
+    def _any_near(self, name: str, m: int, values: Callable[[], np.ndarray], eps2: float) -> bool:
+        """Whether any of the (cached, sorted) ``values`` lies within the band of ``eps2``."""
+        width = self._window()
+        if width == 0.0:
+            return False
         with self._lock:
-            cached = self._sorted
-        if cached is not None:
-            return cached
-        g = self.graph
-        rows = np.repeat(np.arange(g.n_points, dtype=np.int64), np.diff(g.indptr))
-        cached = np.sort(g.sqdist[g.indices > rows])
-        with self._lock:
-            self._sorted = cached
-        return cached
+            ordered = self._sorted.get((name, m))
+        if ordered is None:
+            ordered = np.sort(values())
+            with self._lock:
+                self._sorted[(name, m)] = ordered
+        lo = np.searchsorted(ordered, eps2 - width, side="left")
+        hi = np.searchsorted(ordered, eps2 + width, side="right")
+        return bool(hi > lo)
+
+    def _self_in_doubt(self, eps2: float) -> bool:
+        """scikit-learn's brute force may put a point's distance to itself above a tiny eps."""
+        return (self.exact is not None and self.exact.path == "reduction"
+                and self._window() >= eps2)
 
     def _boundary_pairs(self, eps2: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pairs ``(i < j)`` whose squared distance is within rounding of ``eps2``, and the
@@ -348,26 +363,13 @@ class NeighborGraph:
         empty = np.empty(0, np.int64)
         if self.exact is None or self.band is None or self.n_points == 0:
             return empty, empty, empty
-        width = 2.0 * self.band_max
-        d2 = self._sorted_sqdist()
-        lo = int(np.searchsorted(d2, eps2 - width, side="left"))
-        hi = int(np.searchsorted(d2, eps2 + width, side="right"))
-        r = c = empty
-        if lo < hi:
-            # Rare (eps on a pair's distance): find those pairs in the CSR.
-            g = self.graph
-            rows = np.repeat(np.arange(g.n_points, dtype=np.int64), np.diff(g.indptr))
-            cols = g.indices.astype(np.int64)
-            near = (cols > rows) & (np.abs(g.sqdist - eps2) <= self.band[rows] + self.band[cols])
-            r, c = rows[near], cols[near]
-        selfs = empty
-        if self.exact.path == "reduction" and width >= eps2:
-            selfs = np.flatnonzero(2.0 * self.band >= eps2)
-        return r, c, selfs
-
-    def _near_boundary(self, eps2: float) -> bool:
-        r, _, selfs = self._boundary_pairs(eps2)
-        return bool(r.size or selfs.size)
+        g = self.graph
+        rows = np.repeat(np.arange(g.n_points, dtype=np.int64), np.diff(g.indptr))
+        cols = g.indices.astype(np.int64)
+        near = (cols > rows) & (np.abs(g.sqdist - eps2) <= self.band[rows] + self.band[cols])
+        selfs = (np.flatnonzero(2.0 * self.band >= eps2) if self._self_in_doubt(eps2)
+                 else empty)
+        return rows[near], cols[near], selfs
 
     def _neighborhoods(self, eps: float, eps2: float) -> tuple[np.ndarray, np.ndarray]:
         g = self.graph
@@ -397,41 +399,61 @@ class NeighborGraph:
         np.cumsum(np.bincount(r, minlength=n), out=indptr[1:])
         return indptr, c[order]
 
-    def _labels(self, eps2: float, m: int) -> tuple[np.ndarray, np.ndarray]:
-        core = self._core_sqdist(m) <= eps2
+    def _labels(self, eps2: float, m: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Labels from the cached core distances and forest; None when a distance they
+        rest on lies within rounding of ``eps2`` (the caller then decides exactly).
+
+        The answer rests on three kinds of distance only: each point's core distance
+        (the (m-1)-th neighbour decides core or not), the forest's edges (a pair at eps
+        joining two core points closes a cycle whose forest path has an edge as long or
+        longer, within the band too) and the pairs of border candidates.
+        """
+        c = self._core_sqdist(m)
+        if self._any_near("core", m, lambda: c, eps2):
+            return None
+        core = c <= eps2
         if not core.any():
             return np.full(self.n_points, -1, dtype=np.int64), core
-        labels = core_labels(self._tree(m), core, eps2)
-        if m >= 2:
-            self._attach_border(labels, core, eps2, m)
+        tree = self._tree(m)
+        if self._any_near("forest", m, lambda: tree.gaps, eps2):
+            return None
+        labels = core_labels(tree, core, eps2)
+        if m >= 2 and not self._attach_border(labels, core, eps2, m):
+            return None
         return labels, core
 
-    def _attach_border(self, labels: np.ndarray, core: np.ndarray, eps2: float, m: int) -> None:
+    def _attach_border(self, labels: np.ndarray, core: np.ndarray, eps2: float, m: int) -> bool:
         """Give each non-core point the lowest cluster id among its core neighbours within eps.
 
         A non-core point has fewer than ``m`` points within eps (itself included), so its
         first ``m - 1`` stored neighbours (rows are sorted by distance) hold them all.
+        Returns False (labels unfinished) if one of those pairs lies within rounding of eps.
         """
         g = self.graph
+        window = self._window()
         # Only non-core points with some neighbour within eps can be border points.
-        cand = np.flatnonzero(~core & (self._nearest_sqdist() <= eps2))
+        cand = np.flatnonzero(~core & (self._nearest_sqdist() <= eps2 + window))
         if cand.size == 0:
-            return
+            return True
         start = g.indptr[cand]
         deg = g.indptr[cand + 1] - start
         cand, start, deg = cand[deg > 0], start[deg > 0], deg[deg > 0]
         width = min(m - 1, int(deg.max()) if deg.size else 0)
         if width <= 0:
-            return
+            return True
         offs = np.arange(width)
         valid = offs[None, :] < np.minimum(deg, width)[:, None]
         pos = np.where(valid, start[:, None] + offs[None, :], 0)
         nb = g.indices[pos]
-        ok = valid & (g.sqdist[pos] <= eps2) & core[nb]
+        d2 = g.sqdist[pos]
+        if window and (valid & (np.abs(d2 - eps2) <= window)).any():
+            return False
+        ok = valid & (d2 <= eps2) & core[nb]
         big = np.iinfo(np.int64).max
         best = np.where(ok, labels[nb], big).min(axis=1)
         hit = best != big
         labels[cand[hit]] = best[hit]
+        return True
 
 
 # ---------------------------------------------------------------------- estimator
