@@ -151,12 +151,13 @@ class NeighborGraph:
             method = "exact" if X.shape[0] < EXACT_MAX_POINTS else "approx"
         t0 = time.perf_counter()
         exact = SklearnRadius(raw, algorithm=algorithm, leaf_size=leaf_size)
-        band = rounding_band(squared_norms(X), X.shape[1]) if X.shape[0] else np.zeros(0)
+        norms = squared_norms(X)
+        band = rounding_band(norms, X.shape[1]) if X.shape[0] else np.zeros(0)
         # Keep every pair that scikit-learn could count at max_eps (rounding included).
         r2 = max(max_eps * (1.0 + _RADIUS_SLACK), np.sqrt(squared_radius(max_eps, exact.path, raw.dtype))) ** 2
         radius = max(float(np.sqrt(r2 + 2.0 * float(band.max(initial=0.0)))), max_eps)
         if method == "exact":
-            g = build_radius_graph(X, radius, max_edges=max_edges, progress=progress)
+            g = build_radius_graph(X, radius, max_edges=max_edges, progress=progress, norms=norms)
         else:
             g = build_ivf_graph(X, radius, nprobe=nprobe, max_edges=max_edges, progress=progress)
         return cls(graph=g, max_eps=max_eps, input_dtype=raw.dtype.name,
