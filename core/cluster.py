@@ -18,11 +18,13 @@ as ``sklearn.cluster.DBSCAN`` numbers them, so on the same neighbourhoods the la
 identical to scikit-learn's, border points included. ``-1`` marks unclustered points.
 
 The neighbourhoods are scikit-learn's too, whatever the dtype and dimension: the graph
-stores float64 squared distances, exact to a few ulps; when a query's eps falls within
-that rounding band of a stored pair (an eps taken from the data, a pair exactly at
-eps), those few pairs are decided by :class:`core.radius_exact.SklearnRadius` —
-scikit-learn's own computation for that pair — and the query is answered from the
-neighbourhoods directly (:func:`core.cluster_tree.dbscan_labels`) instead of the caches.
+stores float64 squared distances, exact to a few ulps, and eps is squared as
+scikit-learn squares it. When a query's eps falls within that rounding band of a
+distance the answer rests on (a core distance, a forest edge, a border point's pair:
+an eps taken from the data, a pair exactly at eps), the pairs in the band are decided
+by :class:`core.radius_exact.SklearnRadius` — scikit-learn's own computation for each
+pair — and that query is answered from the neighbourhoods
+(:func:`core.cluster_tree.dbscan_labels`) instead of the caches.
 The scikit-learn-compatible ``dbscan`` / ``DBSCAN`` live in :mod:`core.dbscan_api`.
 
 Examples

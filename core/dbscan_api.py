@@ -34,7 +34,7 @@ import warnings
 import numpy as np
 
 from core.cluster_tree import dbscan_labels
-from core.radius_exact import ALGORITHMS
+from core.radius_exact import ALGORITHMS, SklearnRadius
 
 #: Metrics computed by vidid itself; any other scikit-learn metric is delegated.
 NATIVE_METRICS = ("euclidean", "precomputed")
@@ -208,11 +208,17 @@ def _compute_dbscan(X, eps: float, min_samples: int, est: DBSCAN,
     if est.metric == "euclidean" and not sparse.issparse(X) and est.metric_params is None:
         from core.cluster import NeighborGraph
 
-        graph = NeighborGraph.build(X, max_eps=eps, method="exact",
-                                    algorithm=est.algorithm, leaf_size=est.leaf_size)
-        if sample_weight is None:
-            return graph.dbscan(eps, min_samples, return_core=True)
-        indptr, indices = graph.neighborhoods(eps)
+        exact = SklearnRadius(X, algorithm=est.algorithm, leaf_size=est.leaf_size)
+        if sample_weight is not None and exact.path in ("kd_tree", "ball_tree"):
+            # Weighted: scikit-learn sums each neighbourhood in its tree's order; in a
+            # few dimensions the tree itself is the fast way to have that order.
+            indptr, indices = exact.tree_neighborhoods(eps)
+        else:
+            graph = NeighborGraph.build(X, max_eps=eps, method="exact",
+                                        algorithm=est.algorithm, leaf_size=est.leaf_size)
+            if sample_weight is None:
+                return graph.dbscan(eps, min_samples, return_core=True)
+            indptr, indices = graph.neighborhoods(eps)
     elif est.metric == "precomputed":
         indptr, indices = _precomputed_neighborhoods(X, eps)
     else:

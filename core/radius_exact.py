@@ -129,16 +129,33 @@ class SklearnRadius:
             return self._decide_blocks(rows, cols, eps)
         return self._decide_chunks(rows, cols, eps)
 
+    def tree_neighborhoods(self, eps: float) -> tuple[np.ndarray, np.ndarray]:
+        """Every point's neighbourhood from scikit-learn's tree, in the tree's order.
+
+        Only for the tree paths (cheap there: a few dimensions). The order matters to
+        weighted DBSCAN, whose neighbourhood sums scikit-learn takes in this order.
+        """
+        if self.path not in ("kd_tree", "ball_tree"):
+            raise ValueError(f"tree_neighborhoods needs a tree path, not {self.path!r}")
+        found = self._query_tree(self.X, float(eps))
+        lens = np.fromiter((len(f) for f in found), dtype=np.int64, count=len(found))
+        indptr = np.zeros(len(found) + 1, dtype=np.int64)
+        np.cumsum(lens, out=indptr[1:])
+        return indptr, np.concatenate([np.asarray(f, dtype=np.int64) for f in found])
+
     # -------------------------------------------------------------- tree
-    def _decide_tree(self, rows: np.ndarray, cols: np.ndarray, eps: float) -> np.ndarray:
+    def _query_tree(self, Q: np.ndarray, eps: float):
         if self._tree is None:
             from sklearn.neighbors import BallTree, KDTree
 
             cls = KDTree if self.path == "kd_tree" else BallTree
             self._tree = cls(self.X, self.leaf_size, metric="euclidean")
+        return self._tree.query_radius(Q, eps, return_distance=False)
+
+    def _decide_tree(self, rows: np.ndarray, cols: np.ndarray, eps: float) -> np.ndarray:
         # A query point's neighbourhood does not depend on the other query points.
         uniq, inv = np.unique(rows, return_inverse=True)
-        found = self._tree.query_radius(self.X[uniq], eps, return_distance=False)
+        found = self._query_tree(self.X[uniq], eps)
         return _member(uniq.size, found, inv, cols, self.X.shape[0])
 
     # -------------------------------------------------------- reduction

@@ -232,3 +232,15 @@ def test_one_way_neighbourhoods_follow_dbscan_inner():
     labels, core = dbscan_labels(indptr, indices, 2)
     assert core.tolist() == [True, True, True, False]
     assert labels.tolist() == [0, 0, 0, -1]
+
+
+@pytest.mark.parametrize("n, d", [(5, 2), (40, 2), (40, 16), (300, 3)])
+def test_fractional_weights_summed_as_sklearn(n, d):
+    """Sums of 0.1-like weights round by summation order: scikit-learn's order is kept."""
+    rng = np.random.default_rng(n + d)
+    X = rng.integers(0, 4, (n, d)) * 0.1
+    w = rng.choice([0.1, 0.2, 0.3, 0.7, 1 / 3, -0.1], n)
+    for eps in (0.1, 0.2, float(np.sqrt(0.02))):
+        for m in (1, 2, 3):
+            _same(DBSCAN(eps=eps, min_samples=m).fit(X, sample_weight=w),
+                  SkDBSCAN(eps=eps, min_samples=m).fit(X, sample_weight=w))
