@@ -156,7 +156,8 @@ class NeighborGraph:
         norms = squared_norms(X)
         band = rounding_band(norms, X.shape[1]) if X.shape[0] else np.zeros(0)
         # Keep every pair that scikit-learn could count at max_eps (rounding included).
-        r2 = max(max_eps * (1.0 + _RADIUS_SLACK), np.sqrt(squared_radius(max_eps, exact.path, raw.dtype))) ** 2
+        r2 = max((max_eps * (1.0 + _RADIUS_SLACK)) ** 2,
+                 squared_radius(max_eps, exact.path, raw.dtype))
         radius = max(float(np.sqrt(r2 + 2.0 * float(band.max(initial=0.0)))), max_eps)
         if method == "exact":
             g = build_radius_graph(X, radius, max_edges=max_edges, progress=progress, norms=norms)
@@ -462,7 +463,7 @@ class NeighborGraph:
 # ---------------------------------------------------------------------- estimator
 class NoiseDBSCAN:
     """Re-clustering estimator over :class:`NeighborGraph` (scikit-learn's own interface,
-    ``fit(X, sample_weight=...)`` / ``components_`` / any metric, is :class:`core.dbscan_api.DBSCAN`).
+    ``fit(X, sample_weight=...)``, ``components_``, any metric: :class:`core.dbscan_api.DBSCAN`).
 
     ``fit`` builds the graph at ``max_eps`` (default: ``eps``; ``method`` as in
     :meth:`NeighborGraph.build`, default exact) and keeps it in ``graph_``,

@@ -1,9 +1,10 @@
 """core.dbscan_api / core.radius_exact: label for label equal to sklearn.cluster.DBSCAN.
 
 The fuzz draws data whose pair distances are exactly representable or not (decimal
-steps, integers, booleans, float16/32/64, C or Fortran order), in 1 to 512 dimensions, and eps *on* a pair's distance
-(computed the tree's way, the Gram way, rounded to float32, or one or two ulps off), so
-that every neighbourhood decision at the boundary is exercised.
+steps, integers, booleans, float16/32/64, C or Fortran order), in 1 to 512 dimensions,
+and eps *on* a pair's distance (computed the tree's way, the Gram way, rounded to
+float32, or one or two ulps off), so that every neighbourhood decision at the boundary
+is exercised. Without the exact boundary decisions the fuzz and the first issue case fail.
 """
 
 from __future__ import annotations
