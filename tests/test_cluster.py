@@ -207,7 +207,9 @@ def test_function_and_estimator_match_sklearn(data):
     ref = DBSCAN(eps=0.8, min_samples=4).fit(X)
     np.testing.assert_array_equal(est.labels_, ref.labels_)
     np.testing.assert_array_equal(est.core_sample_indices_, ref.core_sample_indices_)
-    np.testing.assert_array_equal(dbscan(X, eps=0.8, min_samples=4), ref.labels_)
+    core, labels = dbscan(X, eps=0.8, min_samples=4)
+    np.testing.assert_array_equal(labels, ref.labels_)
+    np.testing.assert_array_equal(core, ref.core_sample_indices_)
     # refit at another eps without rebuilding
     est2 = NoiseDBSCAN(eps=1.0, min_samples=2, max_eps=1.2).fit(X)
     graph = est2.graph_
@@ -423,7 +425,14 @@ def test_demo_recurring_strangers_are_recovered(tiny_demo):
     recurring = np.isin(kind, ["stranger_recurring", "lookalike"])
     assert (labels[recurring] >= 0).mean() >= 0.6             # most recurring videos found
     assert (labels[kind == "stranger_once"] < 0).mean() >= 0.8  # strangers seen once left alone
-    assert clustering_ari(graph.dbscan(suggest_eps(graph, 2), 2), person) >= 0.5
+    # The product's one eps rule (training and the Noise clusters page alike) lands in
+    # the useful range; the raw knee alone (suggest_eps) may sit below it on sparse
+    # distractors, which is why the rule looks for the most clusters below the knee.
+    from core.cluster import auto_dbscan
+
+    _, auto_labels = auto_dbscan(X, 2)
+    assert clustering_ari(auto_labels, person) >= 0.5
+    assert suggest_eps(graph, 2) > 0
 
 
 def test_cli_writes_labels_and_summary(tiny_demo, tmp_path, capsys):

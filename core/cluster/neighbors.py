@@ -59,6 +59,8 @@ class RadiusGraph:
 def validate_vectors(X: object, *, name: str = "X") -> np.ndarray:
     """Check a (n, d) matrix of finite real vectors; return it as a float32/float64 C array.
 
+    Integers become float64 (no precision lost below 2**53), other non-float64 float32.
+
     Examples
     --------
     >>> validate_vectors(np.ones((2, 3), dtype=np.float32)).shape
@@ -75,7 +77,9 @@ def validate_vectors(X: object, *, name: str = "X") -> np.ndarray:
         raise DataError(f"{name} must hold vectors of at least one value, got shape {X.shape}")
     if X.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
-    if X.dtype != np.float64:
+    if X.dtype.kind in "iu":
+        X = X.astype(np.float64)  # exact below 2**53, as scikit-learn converts them
+    elif X.dtype != np.float64:
         X = X.astype(np.float32, copy=False)
     X = np.ascontiguousarray(X)
     finite = np.isfinite(X).all(axis=1)
@@ -148,7 +152,8 @@ def screen_pairs(S: np.ndarray, row_norms: np.ndarray, col_norms: np.ndarray,
 
 def build_radius_graph(X: np.ndarray, max_eps: float, *, block_rows: int | None = None,
                        max_edges: int = DEFAULT_MAX_EDGES,
-                       progress: ProgressFn | None = None) -> RadiusGraph:
+                       progress: ProgressFn | None = None,
+                       norms: np.ndarray | None = None) -> RadiusGraph:
     """Exact graph of all pairs with Euclidean distance ``<= max_eps``.
 
     Parameters
@@ -158,6 +163,7 @@ def build_radius_graph(X: np.ndarray, max_eps: float, *, block_rows: int | None 
     block_rows : rows per matrix-product block (default: keeps a block under ~128 MB).
     max_edges : raise ``ValueError`` as soon as more undirected pairs than this are found.
     progress : optional ``progress(fraction, message)`` callback.
+    norms : :func:`squared_norms` of ``X`` if the caller has them.
 
     Examples
     --------
@@ -170,7 +176,7 @@ def build_radius_graph(X: np.ndarray, max_eps: float, *, block_rows: int | None 
     if n == 0:
         return symmetric_csr(0, *(np.empty(0, t) for t in (np.int64, np.int64, np.float64)),
                              max_eps=max_eps, method="exact")
-    norms = squared_norms(X)
+    norms = squared_norms(X) if norms is None else norms
     X32 = X if X.dtype == np.float32 else X.astype(np.float32)
     n32 = norms.astype(np.float32)
     # Rounding bound of the float32 screen: |2 x.y error| <= d * u * (|x|^2 + |y|^2); x2 margin.

@@ -146,3 +146,88 @@ def core_labels(tree: LeafOrder, core: np.ndarray, eps2: float) -> np.ndarray:
     labels = np.empty(n, dtype=np.int64)
     labels[tree.order] = seg_label[seg]
     return labels
+
+
+def dbscan_labels(indptr: np.ndarray, indices: np.ndarray, min_samples: float,
+                  sample_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """DBSCAN on explicit eps-neighbourhoods, as ``sklearn.cluster.DBSCAN`` labels them.
+
+    ``indices[indptr[i]:indptr[i + 1]]`` is point i's neighbourhood (itself included when
+    it is its own neighbour). A point is core when its neighbourhood holds at least
+    ``min_samples`` points (or that much ``sample_weight``); clusters are numbered in the
+    order of their lowest core point and a border point takes the lowest-numbered
+    cluster among the core points whose neighbourhood holds it — scikit-learn's
+    depth-first ``dbscan_inner``, step for step. Neighbourhoods need not be symmetric.
+
+    Returns
+    -------
+    labels : (n,) int64, -1 for noise.
+    core : (n,) bool.
+
+    Examples
+    --------
+    >>> indptr, indices = np.array([0, 2, 4, 5]), np.array([0, 1, 0, 1, 2])
+    >>> [a.tolist() for a in dbscan_labels(indptr, indices, 2)]
+    [[0, 0, -1], [True, True, False]]
+    """
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = indptr.shape[0] - 1
+    indices = np.asarray(indices, dtype=np.int64)
+    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+    if sample_weight is None:
+        weight = np.diff(indptr)
+    else:
+        # scikit-learn sums each neighbourhood with np.sum (its own summation order).
+        w = np.asarray(sample_weight, dtype=np.float64)
+        weight = np.array([np.sum(w[indices[indptr[i]:indptr[i + 1]]]) for i in range(n)])
+    core = weight >= min_samples
+    labels = np.full(n, -1, dtype=np.int64)
+    if not core.any():
+        return labels, core
+    cc = core[rows] & core[indices]
+    cu, cv = rows[cc], indices[cc]
+    fwd = np.sort(cu * n + cv)
+    if not np.array_equal(fwd, np.sort(cv * n + cu)):
+        return _dbscan_inner(indptr, indices, core), core
+    # Symmetric core-core links: clusters are connected components of the core points.
+    n_comp, comp = connected_components(
+        csr_matrix((np.ones(cu.size, dtype=np.int8), (cu, cv)), shape=(n, n)), directed=False)
+    core_idx = np.flatnonzero(core)
+    first = np.full(n_comp, n, dtype=np.int64)
+    np.minimum.at(first, comp[core_idx], core_idx)
+    used = first < n
+    rank = np.full(n_comp, -1, dtype=np.int64)
+    rank[np.flatnonzero(used)[np.argsort(first[used], kind="stable")]] = np.arange(int(used.sum()))
+    labels[core_idx] = rank[comp[core_idx]]
+    # Border points: the first cluster (lowest number) whose core points reach them.
+    border = core[rows] & ~core[indices]
+    if border.any():
+        best = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(best, indices[border], labels[rows[border]])
+        hit = best != np.iinfo(np.int64).max
+        labels[hit] = best[hit]
+    return labels, core
+
+
+def _dbscan_inner(indptr: np.ndarray, indices: np.ndarray, core: np.ndarray) -> np.ndarray:
+    """scikit-learn's ``dbscan_inner`` as written (for one-way neighbourhoods)."""
+    n = core.shape[0]
+    labels = np.full(n, -1, dtype=np.int64)
+    ip, ix, is_core = indptr.tolist(), indices.tolist(), core.tolist()
+    lab = labels.tolist()
+    label_num = 0
+    for start in range(n):
+        if lab[start] != -1 or not is_core[start]:
+            continue
+        stack = [start]
+        while stack:
+            i = stack.pop()
+            if lab[i] != -1:
+                continue
+            lab[i] = label_num
+            if is_core[i]:
+                stack.extend(v for v in ix[ip[i]:ip[i + 1]] if lab[v] == -1)
+        label_num += 1
+    return np.asarray(lab, dtype=np.int64)
