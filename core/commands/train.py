@@ -26,6 +26,7 @@ _OPTIONS = {
     "min_samples": "min_samples", "seed": "seed", "batch_size": "batch_size", "lr": "lr",
     "ensemble": "ensemble", "weighting": "weighting", "min_quality": "min_quality",
     "min_det": "min_det", "knn_k": "knn_k", "knn_agg": "knn_agg", "device": "device",
+    "refit": "refit",
 }
 # Options that may change when resuming (they do not change the result).
 _RESUME_FREE = ("device",)
@@ -52,12 +53,17 @@ def register(subparsers) -> None:
                         "data and options come from the run")
     g = p.add_argument_group("training options (default in brackets)")
     g.add_argument("--folds", type=int, default=None, metavar="K", help=f"cross-validation folds ({D.folds})")
-    g.add_argument("--epochs", type=int, default=None, metavar="N", help=f"epochs per fold ({D.epochs})")
+    g.add_argument("--epochs", type=int, default=None, metavar="N", help=f"most epochs per fold; "
+                   f"the best epoch by validation mAP wins ({D.epochs})")
+    g.add_argument("--refit", type=int, default=None, metavar="R",
+                   help="networks trained on every video after the folds, for the folds' median "
+                        f"best epoch count; prediction uses them (0: the fold ensemble) ({D.refit})")
     g.add_argument("--eps", type=finite_float, default=None, metavar="E", help="DBSCAN eps of the noise clusters (default: chosen from the data: the most "
                    "clusters at or below the knee of the k-distance curve)")
     g.add_argument("--min-samples", type=int, default=None, metavar="M", help=f"DBSCAN min_samples ({D.min_samples})")
     g.add_argument("--seed", type=int, default=None, metavar="S", help=f"random seed ({D.seed})")
-    g.add_argument("--batch-size", type=int, default=None, metavar="B", help=f"batch size ({D.batch_size})")
+    g.add_argument("--batch-size", type=int, default=None, metavar="B", help="batch size (default: automatic, about 16 steps per epoch: the power of two "
+                        "nearest a sixteenth of the training samples, within 32..512)")
     g.add_argument("--lr", type=finite_float, default=None, metavar="LR", help=f"Adam learning rate ({D.lr:g})")
     g.add_argument("--no-augment", action="store_true", help="no join/cut noise augmentation")
     g.add_argument("--no-views", action="store_true", help="no test-time views (full video only)")

@@ -30,14 +30,9 @@ class _Ensemble:
         if state != "complete":
             raise DataError(f"{run.path}: run is {state}, not complete; cannot predict with it")
         available = run.completed_folds()
-        if folds is None:
-            # The refit models (trained on every video) when the run has them, else
-            # the cross-validated fold models.
-            n_folds = int(run.config().get("folds", 0) or 0)
-            refits = [k for k in available if k >= n_folds] if n_folds else []
-            chosen = refits or list(available)
-        else:
-            chosen = [int(k) for k in folds]
+        # Default: every model of the run, the cross-validated folds and the refits on
+        # every video alike (docs/RECOGNITION.md: the ensemble of both beat either).
+        chosen = list(available) if folds is None else [int(k) for k in folds]
         missing = sorted(set(chosen) - set(available))
         if missing or not chosen:
             raise DataError(f"{run.path}: fold(s) {missing or chosen} not available "
@@ -48,9 +43,12 @@ class _Ensemble:
         self.identity_ids = np.asarray(self.payloads[0]["meta"]["identity_ids"], dtype=np.int64)
         # Predict wherever we are: a run trained on CUDA still predicts on a CPU-only host.
         self.device = "cpu" if self.config.device == "cpu" else resolve_device("auto")
-        refit = any(p["meta"].get("refit") for p in self.payloads)
-        self.weights = fold_weights([p["val_map"] for p in self.payloads],
-                                    "sum" if refit else self.config.ensemble)
+        # A refit model has no held-out score: it weighs as much as the mean fold model.
+        maps = np.array([p["val_map"] for p in self.payloads], dtype=np.float64)
+        if np.isnan(maps).any():
+            known = maps[~np.isnan(maps)]
+            maps[np.isnan(maps)] = known.mean() if len(known) else 1.0
+        self.weights = fold_weights(maps.tolist(), self.config.ensemble)
         self.models: list = []
         self.knn_ref = None
         if not get_method(self.config.method).trains_network:

@@ -62,7 +62,7 @@ def _launch_form(spec: data.DatasetSpec, root: Path) -> None:
             a1, a2, a3, a4 = st.columns(4)
             lr = a1.number_input("Learning rate", 1e-5, 1.0, float(defaults["lr"]), format="%.5f",
                                  key=f"{PAGE}_lr")
-            batch = a2.number_input("Batch size", 8, 8192, int(defaults["batch_size"]),
+            batch = a2.number_input("Batch size (0 = automatic)", 0, 8192, int(defaults["batch_size"] or 0),
                                     key=f"{PAGE}_batch")
             seed = a3.number_input("Seed", 0, 2**31 - 1, int(defaults["seed"]), key=f"{PAGE}_seed")
             knn_k = a4.number_input("KNN k", 1, 100, int(defaults["knn_k"]), key=f"{PAGE}_knn_k")
@@ -86,7 +86,7 @@ def _launch_form(spec: data.DatasetSpec, root: Path) -> None:
     auto_eps = source.startswith("Automatic")
     config = dict(method=method, folds=int(folds), epochs=int(epochs),
                   eps=None if auto_eps else float(eps),
-                  min_samples=int(min_samples), lr=float(lr), batch_size=int(batch), seed=int(seed),
+                  min_samples=int(min_samples), lr=float(lr), batch_size=int(batch) or None, seed=int(seed),
                   knn_k=int(knn_k), weighting=weighting, ensemble=ensemble, views=bool(views),
                   augment=bool(augment))
     noise = chosen if (chosen is not None and source == options[0]
