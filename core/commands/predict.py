@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 DESCRIPTION = (
-    "Score every video of FEATS with the fold ensemble of a complete run (test-time "
+    "Score every video of FEATS with the ensemble of a complete run (its fold models "
+    "and the networks refit on every video; test-time "
     "views as the run was trained, unless --views/--no-views) and write the official "
     "submission: one line 'ID V1.mp4 V2.mp4 ...' per identity of the training data, at "
     "most 100 videos, best first. Refuses a run that is not complete. With --gt, also "
