@@ -171,7 +171,8 @@ CASES = [
      ["sub.txt", "line 3", "identity 1", "line 1"]),
     ("submission non-integer ID", _sub("1 a.mp4\nxx b.mp4\n"), DataError,
      ["sub.txt", "line 2", "'xx'"]),
-    ("submission ID < 1", _sub("0 a.mp4\n"), DataError, ["sub.txt", "line 1", ">= 1"]),
+    ("submission 5-million-character ID", _sub("x" * 5_000_000 + " a.mp4\n"), DataError,
+     ["sub.txt", "line 1", "not an integer", "5000000 chars"]),
 ]
 
 
