@@ -36,7 +36,7 @@ from core.frames import (
     save_frameset,
 )
 from core.names import canonical_name, official_name
-from core.safe_pickle import load_pickle_safe, require_file
+from core.safe_pickle import load_pickle_safe, open_regular, require_file
 
 ProgressFn = Callable[[float, str], None]
 Layout = Literal["video_id", "id_videos"]
@@ -183,8 +183,8 @@ class GroundTruth:
 
 def _read_lines(path: str | os.PathLike, what: str) -> list[tuple[int, list[str]]]:
     """(line number, tokens) of the non-blank lines of a UTF-8 text file."""
-    require_file(path, what)
-    data = Path(path).read_bytes()
+    with open_regular(path, what) as fh:  # never a pipe, a device or a directory
+        data = fh.read()
     out = []
     for no, raw in enumerate(data.splitlines(), start=1):
         try:

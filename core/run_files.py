@@ -91,8 +91,11 @@ def dumps_json(obj: Any) -> str:
 
 def read_json(path: Path) -> Any:
     """Parse a JSON file of a run; a corrupt one raises DataError naming it."""
+    from core.safe_pickle import open_regular
+
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular(path, "JSON") as fh:  # a pipe or device would never end
+            text = fh.read().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason})") from None
     try:

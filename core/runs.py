@@ -99,8 +99,10 @@ def _torch_safe_globals() -> list:
 
 
 def _sha256(path: Path) -> str:
+    from core.safe_pickle import open_regular
+
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular(path, "checkpoint") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -360,6 +362,9 @@ class Run:
             raise DataError(f"{pt}: missing although its .done marker exists")
         if verify and info.get("bytes") is not None and pt.stat().st_size != info["bytes"]:
             raise DataError(f"{pt}: {pt.stat().st_size} bytes, its .done marker says {info['bytes']}")
+        from core.safe_pickle import require_file
+
+        require_file(pt, "checkpoint")  # a pipe or device in its place: refused, not read
         try:
             with torch.serialization.safe_globals(_torch_safe_globals()):
                 obj = torch.load(pt, map_location=map_location, weights_only=True)
@@ -367,8 +372,11 @@ class Run:
             raise DataError(f"{pt}: cannot load checkpoint: {' '.join(str(exc).split())[:200]}") from None
         if not isinstance(obj, dict):
             raise DataError(f"{pt}: expected a dict checkpoint, got {type(obj).__name__}")
-        from core.safe_pickle import _plain
-        return _plain(obj)  # guarded stand-in arrays -> plain ndarrays
+        from core.safe_pickle import _plain, _TooBig
+        try:
+            return _plain(obj, pt.stat().st_size)  # guarded stand-in arrays -> plain ndarrays
+        except _TooBig as exc:
+            raise DataError(f"{pt}: refused: {exc}") from None
 
     # -- arrays and JSON documents -----------------------------------------------------
     def save_array(self, name: str, **arrays: Any) -> None:
@@ -389,6 +397,9 @@ class Run:
     def load_array(self, name: str) -> dict[str, np.ndarray]:
         """Load ``NAME.npz`` as a dict of arrays; a corrupt file raises DataError."""
         p = self.path / _safe_name(name, ".npz")
+        from core.safe_pickle import require_file
+
+        require_file(p, "array (.npz)")
         try:
             with np.load(p, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}

@@ -138,6 +138,9 @@ def _read_truth(path: str, names) -> "object":
     from core.errors import DataError
     from core.names import canonical_name
 
+    from core.safe_pickle import require_file
+
+    require_file(path, "truth")
     table = pd.read_csv(path, sep="\t", dtype=str)
     missing = {"video", "person"} - set(table.columns)
     if missing:
