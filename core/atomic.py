@@ -36,9 +36,12 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", **kwargs) -> Iterator
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and (exc.filename is None or exc.filename == tmp):
+            # a failed write (a full disk) names the file meant, not our temporary
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
         raise
 
 

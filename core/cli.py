@@ -11,6 +11,7 @@ exit 2; they never show a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -23,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line (``vidid CMD: error: ...``) + exit 2."""
 
     def error(self, message: str):  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {' '.join(message.split())} "
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {_cap(message)} "
                               f"(see '{self.prog} --help')\n")
 
 
@@ -66,15 +67,42 @@ def main(argv: list[str] | None = None) -> int:
     return int(result or 0)
 
 
+#: Longest error line printed; longer ones keep their start (file and item).
+MAX_MESSAGE = 400
+#: Longest single word kept whole (a 5-million-character name is cut in the middle).
+_MAX_WORD = 160
+
+
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError) and exc.filename:
-        return f"{exc.filename}: no such file or directory"
+        return _cap(f"{exc.filename}: no such file or directory")
     if isinstance(exc, IsADirectoryError) and exc.filename:
-        return f"{exc.filename}: is a directory, expected a file"
+        return _cap(f"{exc.filename}: is a directory, expected a file")
     if isinstance(exc, PermissionError) and exc.filename:
-        return f"{exc.filename}: permission denied"
-    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    return " ".join(str(text).split()) or type(exc).__name__
+        return _cap(f"{exc.filename}: permission denied")
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return _cap(f"{exc.filename or 'output'}: no space left on device; free some space "
+                    f"and run the command again")
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        return _cap(f"{exc.filename}: {exc.strerror}")
+    if isinstance(exc, KeyError):
+        key = exc.args[0] if exc.args else "?"
+        return _cap(f"missing entry {key!r} (a file lacks a field it must have)")
+    return _cap(" ".join(str(exc).split()) or type(exc).__name__)
+
+
+def _cap(text: str) -> str:
+    """One line of at most MAX_MESSAGE characters: over-long words are cut in the
+    middle (their start and end kept), then the line is cut at its end."""
+    text = " ".join(text.split())
+    if len(text) <= MAX_MESSAGE:
+        return text
+    words = [w if len(w) <= _MAX_WORD else f"{w[:100]}...({len(w)} chars)...{w[-30:]}"
+             for w in text.split(" ")]
+    text = " ".join(words)
+    if len(text) > MAX_MESSAGE:
+        text = text[:MAX_MESSAGE - 30] + f" ... ({len(text)} chars in all)"
+    return text
 
 
 def _version() -> str:

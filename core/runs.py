@@ -362,6 +362,9 @@ class Run:
             raise DataError(f"{pt}: missing although its .done marker exists")
         if verify and info.get("bytes") is not None and pt.stat().st_size != info["bytes"]:
             raise DataError(f"{pt}: {pt.stat().st_size} bytes, its .done marker says {info['bytes']}")
+        if verify and info.get("sha256") is not None and _sha256(pt) != info["sha256"]:
+            raise DataError(f"{pt}: contents differ from the checksum in its .done marker "
+                            f"(damaged or replaced)")
         from core.safe_pickle import require_file
 
         require_file(pt, "checkpoint")  # a pipe or device in its place: refused, not read

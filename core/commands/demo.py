@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write into")
     parser.add_argument("--preset", default="demo", choices=("tiny", "demo", "large"),
                         help="dataset size (default: demo)")
-    parser.add_argument("--seed", type=int, default=0,
+    from core.commands import MAX_SEED, bounded_int
+
+    parser.add_argument("--seed", type=bounded_int(MAX_SEED), default=0,
                         help="random seed; the same seed writes the same files (default: 0)")
     parser.set_defaults(func=run)
 
