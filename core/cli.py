@@ -67,12 +67,6 @@ def main(argv: list[str] | None = None) -> int:
     return int(result or 0)
 
 
-#: Longest error line printed; longer ones keep their start (file and item).
-MAX_MESSAGE = 400
-#: Longest single word kept whole (a 5-million-character name is cut in the middle).
-_MAX_WORD = 160
-
-
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError) and exc.filename:
         return _cap(f"{exc.filename}: no such file or directory")
@@ -92,17 +86,9 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _cap(text: str) -> str:
-    """One line of at most MAX_MESSAGE characters: over-long words are cut in the
-    middle (their start and end kept), then the line is cut at its end."""
-    text = " ".join(text.split())
-    if len(text) <= MAX_MESSAGE:
-        return text
-    words = [w if len(w) <= _MAX_WORD else f"{w[:100]}...({len(w)} chars)...{w[-30:]}"
-             for w in text.split(" ")]
-    text = " ".join(words)
-    if len(text) > MAX_MESSAGE:
-        text = text[:MAX_MESSAGE - 30] + f" ... ({len(text)} chars in all)"
-    return text
+    from core.errors import short_message
+
+    return short_message(text)
 
 
 def _version() -> str:
