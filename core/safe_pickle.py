@@ -131,7 +131,7 @@ class _SafeUnpickler(pickle.Unpickler):
 #: list, frame, bbox; fold checkpoints a few more).
 MAX_DEPTH = 64
 #: Slack of the walk budgets below, for small files.
-_ITEM_SLACK = 1 << 20
+_ITEM_SLACK = 1 << 18
 _BYTE_SLACK = 16 << 20
 
 
