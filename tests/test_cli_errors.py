@@ -833,3 +833,17 @@ def test_disk_full_during_train_is_one_line_naming_the_file(tiny_demo: Path, tmp
     line = _check_one_line("train", rc, capsys.readouterr().err, ["no space left"], tmp_path)
     assert str(run) in line, line  # names the file it could not write
     assert not [p.name for p in run.rglob("*") if p.name.endswith(".tmp")], "temp files left"
+
+
+def test_out_to_a_device_or_pipe_is_refused_and_left_alone(tmp_path: Path, capsys):
+    # as root, a rename onto --out /dev/null would replace the device by a plain file
+    import stat
+
+    feats = _write_pickle(tmp_path / "feats.pickle", _videos())
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    rc = main(["pool", str(feats), "--out", str(fifo), "--quiet"])
+    _check_one_line("pool", rc, capsys.readouterr().err, ["out.fifo", "not a regular file"],
+                    tmp_path)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert _leftovers(tmp_path, {"feats.pickle", "out.fifo"}) == []
