@@ -102,6 +102,8 @@ def read_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: corrupt JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:  # "[[[[..." 100,000 deep
+        raise DataError(f"{path}: not a run file: JSON nested too deeply") from None
 
 
 def read_json_dict(path: Path) -> dict:
