@@ -33,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "per_id_spread, mean_frames, max_frames, distractor_share, "
                              "hard_share, hard_offset, once_share, lookalike_share, "
                              "lookalike_cos, frame_noise, empty_share")
-    parser.add_argument("--seed", type=int, default=0,
+    from core.commands import MAX_SEED, bounded_int
+
+    parser.add_argument("--seed", type=bounded_int(MAX_SEED), default=0,
                         help="random seed; the same seed writes the same files (default: 0)")
     parser.set_defaults(func=run)
 
