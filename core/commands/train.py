@@ -95,7 +95,7 @@ def _check_device(device: str) -> None:
     if device.startswith("cuda"):
         import torch
 
-        from core.train_config import resolve_device
+        from core.learn.config import resolve_device
 
         resolve_device(device)
         index = device.partition(":")[2]

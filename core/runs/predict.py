@@ -42,7 +42,7 @@ class _Ensemble:
             expected = list(range(n_folds + n_refit))
             if available != expected:
                 lost = sorted(set(expected) - set(available))
-                raise DataError(f"{run.path}: run is damaged: model(s) {lost or available} of "
+                raise DataError(f"{run.path}: run is damaged: fold(s) {lost or available} of "
                                 f"{n_folds} folds + {n_refit} refits missing or incomplete "
                                 f"(fold_K.pt + fold_K.done.json)")
         # Default: every model of the run, the cross-validated folds and the refits on
@@ -161,7 +161,10 @@ def _check_payloads(run, chosen: Sequence[int], payloads: list[dict]) -> np.ndar
             raise DataError(f"{where}: identity list ({ids.size} identities) differs from "
                             f"fold {chosen[0]}'s ({first.size})")
         val = p["val_map"]
-        if isinstance(val, bool) or not isinstance(val, (int, float)) or not np.isfinite(val):
+        refit = bool(meta.get("refit")) if isinstance(meta, dict) else False
+        # A refit model trained on every video has nothing held out: its val_map is NaN.
+        if (isinstance(val, bool) or not isinstance(val, (int, float))
+                or not (np.isfinite(val) or (refit and np.isnan(val)))):
             raise DataError(f"{where}: val_map is {val!r}, not a finite number")
         for name, t in state.items():
             if not isinstance(t, torch.Tensor):
