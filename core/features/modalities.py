@@ -227,8 +227,8 @@ def open_multimodal(
         frames = aligned_frames(sets["face"], names)
         X = modal.blocks["face"]
         n_frames = np.diff(np.asarray(frames.offsets))
-        q = np.add.reduceat(np.asarray(frames.quality, np.float64), frames.offsets[:-1]) \
-            if frames.n_frames else np.zeros(len(names))
+        csum = np.concatenate(([0.0], np.cumsum(np.asarray(frames.quality, np.float64))))
+        q = csum[frames.offsets[1:]] - csum[frames.offsets[:-1]]
         mean_q = np.where(n_frames > 0, q / np.maximum(n_frames, 1), 0.0).astype(np.float32)
         options = dict(face_pv.options)
     else:  # no face at all: the first modality stands in (no views, no augmentation)
