@@ -221,7 +221,7 @@ def open_multimodal(
         if isinstance(gt, (str, os.PathLike)):
             gt = read_ground_truth(gt)
         labels, gt_path = _labels(gt)
-        check_ground_truth(GroundTruth(labels, gt_path), names, features_path=str(face_path))
+        check_ground_truth(GroundTruth(labels, gt_path), all_names, features_path=str(face_path))
     ids = np.fromiter((labels.get(n, 0) for n in names), dtype=np.int64, count=len(names))
     if "face" in mods:
         frames = aligned_frames(sets["face"], names)
