@@ -159,7 +159,7 @@ def _plan_new_run(args: argparse.Namespace):
         raise ValueError("no training data: give at least one --data FEATS GT")
     cfg = TrainConfig(**_overrides(args))  # validates every option
     entries = _data_entries(args.data)
-    cfg = _with_modalities(cfg, args.modalities, entries)
+    cfg, args.modalities_note = _with_modalities(cfg, args.modalities, entries)
     doc = cfg.to_dict()
     doc["data"] = entries
     if args.out is None:
@@ -176,9 +176,8 @@ def _plan_new_run(args: argparse.Namespace):
 
 
 def _with_modalities(cfg, requested: str | None, entries: list[dict]):
-    """``cfg`` with the modalities to use: those asked for (their files must exist beside
-    every face pickle), else every modality found beside every one; says which."""
-    import sys
+    """(``cfg`` with the modalities to use, a line saying which): those asked for (their
+    files must exist beside every face pickle), else every modality found beside every one."""
     from dataclasses import replace
 
     from core.errors import DataError
@@ -197,8 +196,8 @@ def _with_modalities(cfg, requested: str | None, entries: list[dict]):
                 raise DataError(f"{feats}: no {missing[0]} features beside it (looked for "
                                 f"{missing[0]}_*.pickle by swapping the 'face_' prefix)")
         how = "--modalities"
-    print(f"modalities: {', '.join(mods)} ({how})", file=sys.stderr)
-    return replace(cfg, modalities=mods)
+    args_note = f"modalities: {', '.join(mods)} ({how})"
+    return replace(cfg, modalities=mods), args_note
 
 
 def _check_trainable(data, entries: list[dict], cfg=None) -> None:
@@ -301,6 +300,10 @@ def run(args: argparse.Namespace) -> int:
         run_ = runs.Run.create(path, doc)
     print(f"{'resuming' if resume else 'run'} {run_.path} ({cfg.method}, {cfg.folds} folds)",
           file=sys.stderr)
+    if getattr(args, "modalities_note", None):  # said once the data has loaded
+        print(args.modalities_note, file=sys.stderr)
+    elif resume and cfg.modalities:
+        print(f"modalities: {', '.join(cfg.modalities)} (from the run)", file=sys.stderr)
 
     def on_sigterm(signum, frame):  # a kill from the dashboard or a scheduler: like Ctrl-C
         raise KeyboardInterrupt
