@@ -54,7 +54,7 @@ class TrainConfig:
     seed, device ("auto" = CUDA when present), top_k_store (classes kept per video)
     modalities : the modalities the run uses (core.io.modalities.MODALITIES); None = every
         one the data holds; ("face",) is the face-only method, unchanged.
-        modal_dims: their dimensions (set by fit); fusion: "gated" | "concat" and
+        modal_dims: their dimensions (set by fit); fusion: "concat" | "gated" and
         modal_dropout: training modality dropout (core.learn.fusion)
     threads : CPU threads of torch while training (None = torch's default, all cores).
         Measured on 2 cores, demo noise run: 13-16 s with 2 threads vs 22-27 s with 1
@@ -97,7 +97,7 @@ class TrainConfig:
     refit: int = 1
     modalities: tuple[str, ...] | None = None
     modal_dims: tuple[int, ...] | None = None
-    fusion: str = "gated"
+    fusion: str = "concat"
     modal_dropout: float = 0.2
 
     def __post_init__(self) -> None:
