@@ -221,7 +221,8 @@ def open_multimodal(
         if isinstance(gt, (str, os.PathLike)):
             gt = read_ground_truth(gt)
         labels, gt_path = _labels(gt)
-        check_ground_truth(GroundTruth(labels, gt_path), all_names, features_path=str(face_path))
+        if "face" in mods:  # every labelled video is in the face file (maybe without a face)
+            check_ground_truth(GroundTruth(labels, gt_path), all_names, features_path=str(face_path))
     ids = np.fromiter((labels.get(n, 0) for n in names), dtype=np.int64, count=len(names))
     if "face" in mods:
         frames = aligned_frames(sets["face"], names)
@@ -247,6 +248,34 @@ def open_multimodal(
                           pooled=pooled, modal=modal)
 
 
+def modality_coverage(face_path: str | os.PathLike) -> dict[str, int]:
+    """Videos per modality beside one face pickle, and the faceless ones.
+
+    Returns ``{"videos": n, "face": ..., "head": ..., "body": ..., "audio": ...,
+    "faceless": ...}``: a modality counts the videos it holds at least one frame (or
+    the vector) of, ``-1`` when its file is absent; ``faceless`` counts videos with no
+    face frame that another modality holds.
+
+    Examples
+    --------
+    >>> modality_coverage("face_val.pickle")  # doctest: +SKIP
+    {'videos': 2960, 'face': 2717, 'head': 2812, 'body': 2725, 'audio': 2723, 'faceless': 243}
+    """
+    found = sibling_paths(face_path)
+    held: dict[str, set] = {}
+    for m in MODALITIES:
+        if m in found:
+            fs = read_modality(found[m], m)
+            held[m] = set(np.asarray(fs.names)[np.diff(np.asarray(fs.offsets)) > 0].tolist())
+            held.setdefault("_all", set()).update(fs.names.tolist())
+    out = {"videos": len(held.get("_all", ()))}
+    for m in MODALITIES:
+        out[m] = len(held[m]) if m in held else -1
+    others = set().union(*(held[m] for m in MODALITIES[1:] if m in held))
+    out["faceless"] = len(others - held.get("face", set()))
+    return out
+
+
 def _labels(gt) -> tuple[dict[str, int], str]:
     from core.io.names import canonical_name
 
@@ -258,4 +287,5 @@ def _labels(gt) -> tuple[dict[str, int], str]:
 
 
 __all__ = ["ModalFeatures", "aligned_frames", "concat_modal", "find_modalities",
+           "modality_coverage",
            "open_multimodal", "pool_modality"]
