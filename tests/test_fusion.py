@@ -55,6 +55,20 @@ def test_modality_dropout_never_drops_every_modality() -> None:
     assert 0 < present[250:].sum() < 500
 
 
+def test_face_only_config_refuses_faceless_rows(tiny_demo) -> None:
+    from core.errors import DataError
+    from core.features.modalities import open_multimodal
+    from core.learn.fusion import resolve_config
+
+    lv = open_multimodal(tiny_demo / "face_train.pickle", tiny_demo / "train_gt.txt")
+    assert resolve_config(TrainConfig(), lv).modal_dims == (512, 512, 512, 512)
+    with pytest.raises(DataError, match="faceless videos"):
+        resolve_config(TrainConfig(modalities="face"), lv)
+    with pytest.raises(DataError, match="no audio"):
+        resolve_config(TrainConfig(modalities="audio"),
+                       open_multimodal(tiny_demo / "face_train.pickle", modalities="face,head"))
+
+
 # ----------------------------------------------------------------------------- planted
 @pytest.fixture(scope="module")
 def degraded_demo(tmp_path_factory) -> Path:

@@ -60,6 +60,9 @@ def resolve_config(config, data):
         raise DataError(f"training data: no {', '.join(missing)} features (the data holds "
                         f"{', '.join(held)}); give --modalities {','.join(held)} or add the files")
     if mods == ("face",):
+        if modal is not None and not modal.has("face").all():
+            raise DataError("training data: face-only training on data holding faceless videos; "
+                            "open it with modalities=('face',) (core.features.open_split)")
         return replace(config, modalities=("face",), modal_dims=None)
     dims = tuple(int(modal.blocks[m].shape[1]) for m in mods)
     return replace(config, modalities=mods, modal_dims=dims)
