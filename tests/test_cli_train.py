@@ -35,7 +35,9 @@ def _dead_pid() -> int:
 @pytest.fixture(scope="module")
 def knn_run(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "knn"
-    assert main(_train_args(tiny_demo, out, "--method", "knn", "--folds", "3")) == 0
+    # the face-only method: the demo also ships head, body and audio files (tests/test_fusion.py)
+    assert main(_train_args(tiny_demo, out, "--method", "knn", "--folds", "3",
+                            "--modalities", "face")) == 0
     return out
 
 
@@ -254,5 +256,7 @@ def test_too_many_folds_is_refused_before_a_run_exists(tiny_demo: Path, tmp_path
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--folds" in err[0] and "no labelled video" in err[0]
     assert not out.exists()
-    assert main(_train_args(tiny_demo, out, "--method", "knn", "--folds", "3")) == 0
+    # the face-only method: the demo also ships head, body and audio files (tests/test_fusion.py)
+    assert main(_train_args(tiny_demo, out, "--method", "knn", "--folds", "3",
+                            "--modalities", "face")) == 0
     assert Run.open(out).state == "complete"
