@@ -191,7 +191,7 @@ def _check_payloads(run, chosen: Sequence[int], payloads: list[dict]) -> np.ndar
             if t.is_floating_point() and not bool(torch.isfinite(t).all()):
                 raise DataError(f"{where}: weight {str(name)[:60]!r} holds NaN or inf")
         mc = meta.get("model_config")
-        if meta.get("method", "knn") != "knn":
+        if _trains_network(meta.get("method", "knn")):
             if not isinstance(mc, dict) or not isinstance(mc.get("n_classes"), int):
                 raise DataError(f"{where}: no model_config with n_classes")
             C, K = ids.size, meta.get("n_clusters", 0)
@@ -270,3 +270,11 @@ def predict_submission(run_dir: str | os.PathLike, feats_path: str | os.PathLike
     ranking = top.ranking(names, ens.identity_ids)
     write_submission(out_path, ranking)
     return ranking
+
+
+def _trains_network(method: object) -> bool:
+    """Whether a checkpoint of this method must hold a network (registry; unknown: yes)."""
+    try:
+        return bool(get_method(str(method)).trains_network)
+    except ValueError:
+        return True

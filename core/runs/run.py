@@ -60,12 +60,17 @@ def _create_exclusive(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically, failing with FileExistsError if it exists."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
     try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.link(tmp, path)  # atomic and exclusive: fails if path exists
+    except OSError as exc:
+        if exc.filename is None or exc.filename == str(tmp):
+            # a failed write (a full disk) names the file meant, not our temporary
+            raise type(exc)(exc.errno, exc.strerror or str(exc), str(path)) from None
+        raise
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
