@@ -574,8 +574,8 @@ def _check_one_line(cmd: str, rc: int, err: str, fragments: list[str], tmp: Path
     assert rc == 2, f"exit code {rc}, stderr: {err!r}"
     assert "Traceback" not in err, err
     lines = [line for line in err.splitlines() if line.strip()]
-    if cmd == "train":  # the run it announced before the failure, if any
-        lines = [line for line in lines if not line.startswith("run ")]
+    if cmd == "train":  # the run and the modalities it announced before the failure, if any
+        lines = [line for line in lines if not line.startswith(("run ", "modalities: "))]
     assert len(lines) == 1, f"stderr is not one line: {err[:2000]!r}"
     line = lines[0]
     assert line.startswith(f"vidid {cmd}: error: "), line
