@@ -14,7 +14,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("demo", "pool", "evaluate", "cluster", "train", "predict", "errors")
+COMMANDS = ("demo", "pool", "evaluate", "cluster", "train", "predict", "errors", "issues")
 
 EXIT_USAGE = 2
 
