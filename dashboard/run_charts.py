@@ -29,13 +29,28 @@ KIND_COLOURS = {
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white")
 
 
-def training_curves(metrics: pd.DataFrame) -> go.Figure:
+def fold_label(fold: int, n_folds: int | None) -> str:
+    """``fold k`` for a cross-validation fold, ``refit j`` for a model trained on every
+    video (fold index ``>= n_folds``).
+
+    >>> fold_label(1, 3), fold_label(3, 3), fold_label(4, None)
+    ('fold 1', 'refit 1', 'fold 4')
+    """
+    if n_folds and int(fold) >= int(n_folds):
+        return f"refit {int(fold) - int(n_folds) + 1}"
+    return f"fold {int(fold)}"
+
+
+def training_curves(metrics: pd.DataFrame, n_folds: int | None = None) -> go.Figure:
     """Loss and validation mAP per epoch, one line per fold, side by side.
 
     Parameters
     ----------
     metrics : DataFrame
         Columns ``fold``, ``epoch``, ``loss``, ``val_map`` (rows of ``metrics.json``).
+    n_folds : int, optional
+        The run's cross-validation folds: rows of a fold ``>= n_folds`` are its refit
+        models (trained on every video, no validation) and read ``refit j``.
 
     Examples
     --------
@@ -50,14 +65,16 @@ def training_curves(metrics: pd.DataFrame) -> go.Figure:
     if len(metrics):
         for i, (fold, rows) in enumerate(metrics.sort_values(["fold", "epoch"]).groupby("fold")):
             colour = palette[i % len(palette)]
+            name = fold_label(fold, n_folds)
             for col, column in ((1, "loss"), (2, "val_map")):
                 if column not in rows or rows[column].isna().all():
                     continue
                 fig.add_trace(go.Scatter(
                     x=rows["epoch"], y=rows[column], mode="lines+markers",
-                    name=f"fold {fold}", legendgroup=f"fold {fold}", showlegend=col == 1,
-                    line=dict(color=colour), marker=dict(size=5),
-                    hovertemplate=f"fold {fold}<br>epoch %{{x}}<br>{column} %{{y:.4f}}<extra></extra>",
+                    name=name, legendgroup=name, showlegend=col == 1,
+                    line=dict(color=colour, dash="dot" if name.startswith("refit") else None),
+                    marker=dict(size=5),
+                    hovertemplate=f"{name}<br>epoch %{{x}}<br>{column} %{{y:.4f}}<extra></extra>",
                 ), row=1, col=col)
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
@@ -85,9 +102,27 @@ def runs_comparison(runs: pd.DataFrame) -> go.Figure:
         fig.add_trace(go.Bar(x=rows["name"], y=rows["mAP"], name=str(method),
                              text=[f"{v:.3f}" for v in rows["mAP"]], textposition="outside",
                              hovertemplate="%{x}<br>mAP %{y:.4f}<extra>" + str(method) + "</extra>"))
-    fig.update_layout(height=300, yaxis=dict(title="mAP", range=[0, 1.05]),
+    fig.update_layout(height=300, yaxis=dict(title="mAP", range=map_axis_range(done["mAP"])),
                       xaxis=dict(title="run", type="category"), **_LAYOUT)
     return fig
+
+
+def map_axis_range(values: Sequence[float] | pd.Series) -> list[float]:
+    """A y range that shows differences between close mAPs (0.952 vs 0.9915), never beyond [0, 1.05].
+
+    >>> map_axis_range([0.952, 0.9915])
+    [0.932, 1.011]
+    >>> map_axis_range([0.2, 0.9])
+    [0.0, 1.05]
+    """
+    v = np.asarray(pd.Series(values).dropna(), dtype=float)
+    if not len(v):
+        return [0.0, 1.05]
+    lo, hi = float(v.min()), float(v.max())
+    span = max(hi - lo, 0.02)
+    low = max(0.0, lo - span / 2) if lo - span / 2 > 0.3 else 0.0
+    top = min(1.05, hi + span / 2 + (0.05 if low == 0.0 else 0.0))
+    return [round(low, 3), round(max(top, lo + 0.01), 3) if low > 0 else 1.05]
 
 
 def identity_ap_chart(ap: pd.DataFrame, *, highlight: int | None = None) -> go.Figure:

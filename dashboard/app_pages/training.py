@@ -151,7 +151,7 @@ def _live_body(run_dir: str) -> None:
         message = status.get("message") or ""
         head.warning(f"{state.capitalize()}{': ' + message if message else ''}")
     if len(metrics) and metrics["loss"].notna().any():
-        st.plotly_chart(run_charts.training_curves(metrics), key=f"{PAGE}_curves")
+        st.plotly_chart(run_charts.training_curves(metrics, config.get("folds")), key=f"{PAGE}_curves")
     elif state == "running":
         st.caption("Curves appear after the first epoch.")
     log = Path(run_dir) / "train.log"
