@@ -256,3 +256,63 @@ def _palette() -> list[str]:
     import plotly.express as px
 
     return list(px.colors.qualitative.Plotly)
+
+
+def identity_ap_scatter(table: pd.DataFrame, a: str, b: str) -> go.Figure:
+    """Per-identity AP of run ``a`` (x) against run ``b`` (y), gained / lost / same coloured.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`core.runs.compare.compare_identity_ap`: ``identity``, ``a``, ``b``, ``change``.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"identity": [1, 2], "A": [0.5, 1.0], "B": [0.9, 1.0],
+    ...                    "change": ["gained", "same"]})
+    >>> sorted(t.name for t in identity_ap_scatter(df, "A", "B").data)
+    ['gained', 'same', 'same AP']
+    """
+    colours = {"gained": "#2e7d32", "lost": "#c62828", "same": "#9e9e9e"}
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="same AP",
+                               line=dict(color="#bdbdbd", dash="dash"), hoverinfo="skip"))
+    for change, rows in table.groupby("change", sort=True):
+        fig.add_trace(go.Scatter(
+            x=rows[a], y=rows[b], mode="markers", name=str(change),
+            marker=dict(color=colours.get(str(change), "#1f77b4"), size=8, opacity=0.8),
+            customdata=rows["identity"],
+            hovertemplate=f"identity %{{customdata}}<br>{a}: %{{x:.3f}}<br>{b}: %{{y:.3f}}<extra></extra>"))
+    fig.update_layout(height=380, xaxis=dict(title=f"AP · {a}", range=[-0.02, 1.02]),
+                      yaxis=dict(title=f"AP · {b}", range=[-0.02, 1.02], scaleanchor="x"), **_LAYOUT)
+    return fig
+
+
+def curves_overlaid(curves: dict[str, pd.DataFrame], n_folds: dict[str, int | None] | None = None) -> go.Figure:
+    """Validation mAP per epoch of several runs on one chart (mean over the CV folds).
+
+    Refit models (no validation) are left out; a reference method (one row per fold,
+    epoch 0) draws as a single marker.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"fold": [0, 1, 0, 1], "epoch": [0, 0, 1, 1], "loss": [2, 2, 1, 1],
+    ...                    "val_map": [0.5, 0.7, 0.6, 0.8]})
+    >>> fig = curves_overlaid({"run a": df})
+    >>> [round(float(v), 2) for v in fig.data[0].y]
+    [0.6, 0.7]
+    """
+    fig = go.Figure()
+    for name, m in curves.items():
+        if not len(m) or "val_map" not in m:
+            continue
+        folds = (n_folds or {}).get(name)
+        rows = m[m["fold"] < folds] if folds else m
+        mean = rows.dropna(subset=["val_map"]).groupby("epoch")["val_map"].mean()
+        if mean.empty:
+            continue
+        fig.add_trace(go.Scatter(x=mean.index, y=mean.values, mode="lines+markers", name=name,
+                                 hovertemplate=f"{name}<br>epoch %{{x}}<br>mean val mAP %{{y:.4f}}<extra></extra>"))
+    fig.update_layout(height=320, xaxis=dict(title="epoch"),
+                      yaxis=dict(title="validation mAP (mean over folds)"),
+                      legend=dict(orientation="h", y=-0.25), **_LAYOUT)
+    return fig
