@@ -361,3 +361,20 @@ def identity_ap_map(run_dir: str | os.PathLike, split: str | None = None) -> dic
 def csv_bytes(frame: pd.DataFrame) -> bytes:
     """A table as UTF-8 CSV (what the download buttons hand out)."""
     return frame.to_csv(index=False).encode("utf-8")
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def _pulling_cached(run_dir: str, fold: int, spec_key: tuple, video: str) -> pd.DataFrame | None:
+    from core.runs.explain import pulling_classes
+    from dashboard.cache import datasets as data
+
+    lv = data.load_dataset(spec_key[0])
+    return pulling_classes(run_dir, np.asarray(lv.X)[_row_in(lv, video)], fold)
+
+
+def pulling_classes_for(spec, run_dir: str | os.PathLike, video: str, fold: int | None) -> pd.DataFrame | None:
+    """Top classes (identities, noise clusters, shadow classes) of the fold model that held
+    ``video`` out, or None (reference method, or no such fold)."""
+    if fold is None or fold < 0:
+        return None
+    return _pulling_cached(str(run_dir), int(fold), spec_key(spec), canonical_name(video))
