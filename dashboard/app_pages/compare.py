@@ -132,16 +132,14 @@ if len(picked) < 2:
 chosen = done.set_index("name").loc[picked].reset_index()
 
 scores = _scores_table(chosen)
-left, right = st.columns([2, 3])
-with left:
-    st.markdown("**mAP**")
-    st.dataframe(scores, key=f"{PAGE}_scores", hide_index=True,
-                 column_config={c: st.column_config.NumberColumn(format="%.4f")
-                                for c in scores.columns if c.startswith("mAP")})
-with right:
-    curves = {_title(r): run_data.run_metrics(r["path"]) for _, r in chosen.iterrows()}
-    folds = {_title(r): run_data.run_config(r["path"]).get("folds") for _, r in chosen.iterrows()}
-    st.plotly_chart(run_charts.curves_overlaid(curves, folds), key=f"{PAGE}_curves")
+st.markdown("**mAP** (out-of-fold on train + val; a split's official mAP once the run scored "
+            "it on the Results page)")
+st.dataframe(scores, key=f"{PAGE}_scores", hide_index=True, width="stretch",
+             column_config={c: st.column_config.NumberColumn(format="%.4f")
+                            for c in scores.columns if c.startswith("mAP")})
+curves = {_title(r): run_data.run_metrics(r["path"]) for _, r in chosen.iterrows()}
+folds = {_title(r): run_data.run_config(r["path"]).get("folds") for _, r in chosen.iterrows()}
+st.plotly_chart(run_charts.curves_overlaid(curves, folds), key=f"{PAGE}_curves")
 
 st.divider()
 source = st.radio("Compare on", _sources(chosen), key=K_SOURCE, horizontal=True,
