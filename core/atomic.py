@@ -25,6 +25,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", **kwargs) -> Iterator
     if "r" in mode or "a" in mode:
         raise ValueError(f"atomic_open is for writing only, got mode {mode!r}")
     path = Path(path)
+    _refuse_special(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -36,10 +37,31 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", **kwargs) -> Iterator
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and (exc.filename is None or exc.filename == tmp):
+            # a failed write (a full disk) names the file meant, not our temporary
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
         raise
+
+
+def _refuse_special(path: Path) -> None:
+    # The rename would replace a device or a pipe by a plain file (as root, --out
+    # /dev/null would destroy /dev/null): only regular files are ever replaced.
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(21, "Is a directory", str(path))
+    if not stat.S_ISREG(mode):
+        from core.errors import DataError
+
+        raise DataError(f"{path}: is not a regular file (a device, pipe or socket); "
+                        f"refusing to replace it")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

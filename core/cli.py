@@ -11,6 +11,7 @@ exit 2; they never show a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -23,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line (``vidid CMD: error: ...``) + exit 2."""
 
     def error(self, message: str):  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {' '.join(message.split())} "
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {_cap(message)} "
                               f"(see '{self.prog} --help')\n")
 
 
@@ -68,13 +69,26 @@ def main(argv: list[str] | None = None) -> int:
 
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError) and exc.filename:
-        return f"{exc.filename}: no such file or directory"
+        return _cap(f"{exc.filename}: no such file or directory")
     if isinstance(exc, IsADirectoryError) and exc.filename:
-        return f"{exc.filename}: is a directory, expected a file"
+        return _cap(f"{exc.filename}: is a directory, expected a file")
     if isinstance(exc, PermissionError) and exc.filename:
-        return f"{exc.filename}: permission denied"
-    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    return " ".join(str(text).split()) or type(exc).__name__
+        return _cap(f"{exc.filename}: permission denied")
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return _cap(f"{exc.filename or 'output'}: no space left on device; free some space "
+                    f"and run the command again")
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        return _cap(f"{exc.filename}: {exc.strerror}")
+    if isinstance(exc, KeyError):
+        key = exc.args[0] if exc.args else "?"
+        return _cap(f"missing entry {key!r} (a file lacks a field it must have)")
+    return _cap(" ".join(str(exc).split()) or type(exc).__name__)
+
+
+def _cap(text: str) -> str:
+    from core.errors import short_message
+
+    return short_message(text)
 
 
 def _version() -> str:

@@ -249,9 +249,12 @@ def test_uploaded_pickle_is_loaded_only_with_the_safe_loader(tmp_path, monkeypat
     assert sorted(p.name for p in folder.iterdir()) == ["face_val.pickle", "val_gt.txt"]
     assert folder.parent == tmp_path / "cache" / "uploads"  # no path traversal
     spec = data.detect_splits(folder, name="upload")
-    with pytest.raises(DataError, match="refused to load '(posix|os).system'"):
+    with pytest.raises(DataError, match="refused to load '(posix|os).system'") as info:
         data.load_split(spec, "val")
     assert not marker.exists()
+    # the message names the upload as the user named it, not the internal folder
+    shown = data.friendly_error(info.value)
+    assert shown.startswith("face_val.pickle: refused") and str(folder) not in shown
     # Same content, same folder (uploads are keyed by content).
     assert sources.save_uploads([("face_val.pickle", payload),
                               ("../../val_gt.txt", b"1 V1.mp4\n")]) == folder
@@ -273,6 +276,8 @@ def test_read_truth_and_friendly_error(tmp_path):
     assert friendly_error(FileNotFoundError(2, "x", "/d/face_val.pickle")) == \
         "/d/face_val.pickle: no such file"
     assert friendly_error(DataError("f.txt: line 3:\n bad")) == "f.txt: line 3: bad"
+    long = friendly_error(DataError("f.txt: line 3: " + "x" * 5_000_000))
+    assert long.startswith("f.txt: line 3: xxx") and len(long) <= 400
 
 
 def test_shared_loaded_arrays_are_read_only(tiny_demo):

@@ -42,6 +42,10 @@ def test_page_renders_with_no_runs(env):
     options = at.radio(key="training_cluster_source").options
     assert len(options) == 2 and options[0].startswith("Automatic eps")
     assert options[1] == "Set eps / min_samples here"
+    # the page says what the defaults are and why, and offers the refit count
+    assert any("Defaults chosen across a family" in c.value for c in at.caption)
+    assert at.number_input(key="training_refit").value == 2
+    assert at.number_input(key="training_batch").value == 0  # 0 = automatic
 
 
 def test_launch_kill_resume(env):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -97,6 +99,38 @@ def _directory(tmp: Path):
     return lambda: read_features(tmp / "adir.pickle")
 
 
+def _exponential_pickle() -> bytes:
+    # 40 levels of lists that each hold the level below twice: 2**40 frames to walk
+    level: list = [_frame(0)]
+    for _ in range(40):
+        level = [level, level]
+    return pickle.dumps({b"V": level}, protocol=2)
+
+
+def _fan_out_pickle() -> bytes:
+    # one frame (and its 1 KB feature) referenced 500,000 times: ~1 MB of file
+    return pickle.dumps({b"V": [_frame(0)] * 500_000}, protocol=2)
+
+
+def _deep_pickle(depth: int = 1_000_000) -> bytes:
+    # EMPTY_LIST x depth, then APPEND x (depth - 1): lists nested 1M deep in 2 MB
+    return b"\x80\x02" + b"]" * depth + b"a" * (depth - 1) + b"."
+
+
+def _special(kind: str, reader: str) -> Callable[[Path], Callable[[], object]]:
+    def build(tmp: Path):
+        if kind == "fifo":
+            path = tmp / "fifo.pickle"
+            os.mkfifo(path)
+        else:
+            path = Path(kind)
+        read = {"features": lambda: read_features(path, cache_dir=tmp / "cache"),
+                "gt": lambda: read_ground_truth(path),
+                "submission": lambda: read_submission(path)}[reader]
+        return read
+    return build
+
+
 GOOD_BYTES = pickle.dumps(_good(), protocol=2)
 NAN16 = np.full(DIM, 0.5, np.float16)
 NAN16[7] = np.nan
@@ -171,17 +205,43 @@ CASES = [
      ["sub.txt", "line 3", "identity 1", "line 1"]),
     ("submission non-integer ID", _sub("1 a.mp4\nxx b.mp4\n"), DataError,
      ["sub.txt", "line 2", "'xx'"]),
-    ("submission ID < 1", _sub("0 a.mp4\n"), DataError, ["sub.txt", "line 1", ">= 1"]),
+    # --- hostile input (issue 12) ----------------------------------------------------
+    ("pickle: shared lists, exponential walk", _raw_file(_exponential_pickle()), DataError,
+     ["bad.pickle", "refused", "reference"]),
+    ("pickle: one frame referenced 500,000 times", _raw_file(_fan_out_pickle()), DataError,
+     ["bad.pickle", "refused", "referenced"]),
+    ("pickle: lists nested 1,000,000 deep", _raw_file(_deep_pickle()), DataError,
+     ["bad.pickle", "refused", "deeper than"]),
+    ("features: a named pipe", _special("fifo", "features"), DataError,
+     ["fifo.pickle", "named pipe", "regular"]),
+    ("features: /dev/zero", _special("/dev/zero", "features"), DataError,
+     ["/dev/zero", "character device"]),
+    ("GT: a named pipe", _special("fifo", "gt"), DataError, ["fifo.pickle", "named pipe"]),
+    ("GT: /dev/zero", _special("/dev/zero", "gt"), DataError, ["/dev/zero", "device"]),
+    ("submission: a named pipe", _special("fifo", "submission"), DataError,
+     ["fifo.pickle", "named pipe"]),
+    ("submission: /dev/urandom", _special("/dev/urandom", "submission"), DataError,
+     ["/dev/urandom", "device"]),
+    ("GT ID beyond int64", _gt("a.mp4 1\nb.mp4 99999999999999999999\n"), DataError,
+     ["gt.txt", "line 2", "out of range"]),
+    ("GT 5-million-character line", _gt("a.mp4 1\n" + "v" * 5_000_000 + "\n"), DataError,
+     ["gt.txt", "line 2", "5000000 chars"]),
+    ("submission 5-million-character ID", _sub("x" * 5_000_000 + " a.mp4\n"), DataError,
+     ["sub.txt", "line 1", "not an integer", "5000000 chars"]),
 ]
 
 
+@pytest.mark.timeout(60)  # a pipe or an exploding pickle must not hang the suite
 @pytest.mark.parametrize("build,exc,fragments", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_raises_clear_error(tmp_path, build, exc, fragments):
     thunk = build(tmp_path)
+    t0 = time.perf_counter()
     with pytest.raises(exc) as info:
         thunk()
+    assert time.perf_counter() - t0 < 20, "refused, but not quickly"
     msg = str(info.value)
     assert "\n" not in msg
+    assert len(msg) <= 300, f"message of {len(msg)} characters"
     for fragment in fragments:
         assert fragment in msg, f"{fragment!r} not in {msg!r}"
 

@@ -255,6 +255,141 @@ def _resume_not_a_run(tmp: Path, demo: Path):
     return ["train", "--resume", str(tmp / "somewhere")], ["somewhere", "not a vidid run"]
 
 
+
+# --------------------------------------------------------------------------- hostile input
+# Issue 12: what a careful attacker tries. Pickles are small but shaped to explode.
+def _exponential_pickle() -> bytes:
+    level: list = [_frame(0)]
+    for _ in range(40):  # 2**40 frames to walk, 2 KB of file
+        level = [level, level]
+    return pickle.dumps({b"V": level}, protocol=2)
+
+
+def _fan_out_pickle() -> bytes:
+    return pickle.dumps({b"V": [_frame(0)] * 500_000}, protocol=2)  # one frame, 500k times
+
+
+def _deep_pickle(depth: int = 1_000_000) -> bytes:
+    return b"\x80\x02" + b"]" * depth + b"a" * (depth - 1) + b"."
+
+
+def _frame_with(j: int, **fields) -> list:
+    frame = _frame(j)
+    for key, value in fields.items():
+        frame[{"bbox": 1, "det": 2, "quality": 3, "feat": 4}[key]] = value
+    return frame
+
+
+def _special_input(cmd: str, kind: str) -> Case:
+    """A named pipe or a device where a file is expected (reading would hang or never end)."""
+    def build(tmp: Path, demo: Path):
+        if kind == "fifo":
+            path = tmp / "fifo.in"
+            os.mkfifo(path)
+        else:
+            path = Path(kind)
+        argv = {
+            "pool": ["pool", str(path), "--out", str(tmp / "o.parquet"), "--quiet"],
+            "evaluate-gt": ["evaluate", str(path), str(demo / "val_gt.txt")],
+            "evaluate-sub": ["evaluate", str(demo / "val_gt.txt"), str(path)],
+            "train": ["train", "--data", str(path), "-", "--method", "knn", "--folds", "2",
+                      "--out", str(tmp / "run"), "--quiet"],
+            "truth": ["cluster", str(demo / "face_val.pickle"), "--gt", str(demo / "val_gt.txt"),
+                      "--eps", "1.0", "--min-samples", "2", "--out", str(tmp / "l.tsv"),
+                      "--quiet", "--truth", str(path)],
+        }[cmd]
+        name = "fifo.in" if kind == "fifo" else kind
+        what = "named pipe" if kind == "fifo" else "device"
+        return argv, [name, what]
+    return build
+
+
+def _out_is_input(cmd: str) -> Case:
+    def build(tmp: Path, demo: Path):
+        feats = _write_pickle(tmp / "feats.pickle", _videos())
+        gt = _text(tmp, "gt.txt", "GOOD_A.mp4 1\n")
+        argv = {
+            "pool": ["pool", str(feats), "--out", str(feats), "--quiet"],
+            "pool via a link": ["pool", str(feats), "--out", str(_link(tmp, feats)), "--quiet"],
+            "cluster": ["cluster", str(feats), "--gt", str(gt), "--eps", "1.0",
+                        "--min-samples", "2", "--out", str(gt), "--quiet"],
+            "predict": ["predict", str(_trained(demo, "knn")), str(demo / "face_val.pickle"),
+                        "--gt", str(gt), "--out", str(gt), "--quiet"],
+        }[cmd]
+        return argv, ["--out is the input file"]
+    return build
+
+
+def _link(tmp: Path, target: Path) -> Path:
+    link = tmp / "alias.pickle"
+    os.link(target, link)  # a hard link: another name for the same file
+    return link
+
+
+_TRAINED: dict[tuple[str, str], Path] = {}
+
+
+def _trained(demo: Path, method: str) -> Path:
+    """A complete run on the tiny demo (trained once per session, read-only)."""
+    key = (str(demo), method)
+    if key not in _TRAINED:
+        import tempfile
+
+        out = Path(tempfile.mkdtemp(prefix=f"vidid-{method}-run-")) / "run"
+        extra = ["--epochs", "1"] if method != "knn" else []
+        rc = main(["train", "--data", str(demo / "face_train.pickle"), str(demo / "train_gt.txt"),
+                   "--method", method, "--folds", "2", "--out", str(out), "--quiet", *extra])
+        assert rc == 0
+        _TRAINED[key] = out
+    return _TRAINED[key]
+
+
+def _damaged_run(method: str, damage: Callable[[Path], None], fragments: list[str]) -> Case:
+    def build(tmp: Path, demo: Path):
+        import shutil
+
+        run = tmp / "run"
+        shutil.copytree(_trained(demo, method), run)
+        damage(run)
+        return (["predict", str(run), str(demo / "face_val.pickle"), "--out",
+                 str(tmp / "sub.txt"), "--quiet"], ["run", *fragments])
+    return build
+
+
+def _resave(run: Path, k: int, change: Callable[[dict], None]) -> None:
+    """Rewrite fold ``k`` with a changed payload and a matching marker (checksums pass)."""
+    from core.runs import Run
+
+    r = Run.open(run)
+    payload = r.load_fold(k)
+    change(payload)
+    r.save_fold(k, payload, {"val_map": 0.5, "best_epoch": 0})
+
+
+def _nan_weights(payload: dict) -> None:
+    name = next(iter(payload["state_dict"]))
+    payload["state_dict"][name] = payload["state_dict"][name].clone().fill_(float("nan"))
+
+
+def _short_identity_list(payload: dict) -> None:
+    payload["meta"]["identity_ids"] = payload["meta"]["identity_ids"][:-3]
+
+
+def _wrong_shape(payload: dict) -> None:
+    name = next(k for k, t in payload["state_dict"].items() if t.ndim == 2)
+    payload["state_dict"][name] = payload["state_dict"][name][:-1].clone()
+
+
+def _flip_bytes(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) // 2, len(data) // 2 + 64):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))  # same size: only the checksum can tell
+
+
+LONG_NAME = "N" * 5_000_000
+
+
 GOOD = pickle.dumps(_videos(), protocol=2)
 HUNDRED_AND_ONE = " ".join(f"IQIYI_VID_VAL_{i:07d}.mp4" for i in range(101))
 
@@ -359,7 +494,79 @@ CASES: list[tuple[str, Case, str | None]] = [
     ("predict on an interrupted run", _predict_incomplete("interrupted"), None),
     ("predict on a running run", _predict_incomplete("running"), None),
     ("predict on a failed run", _predict_incomplete("failed"), None),
-    ("predict on a folder that is not a run", _predict_not_a_run, None),
+    ("predict on a folder that is not a run", _predict_not_a_run, None),    # --- hostile input (issue 12) ----------------------------------------------------
+    ("pool pickle: shared lists, exponential walk", _feats_case(_exponential_pickle(), ["refused"]),
+     None),
+    ("pool pickle: one frame referenced 500,000 times", _feats_case(_fan_out_pickle(),
+                                                                    ["refused", "referenced"]), None),
+    ("pool pickle: lists nested 1,000,000 deep", _feats_case(_deep_pickle(),
+                                                             ["refused", "deeper than 64"]), None),
+    ("pool a named pipe", _special_input("pool", "fifo"), None),
+    ("pool /dev/zero", _special_input("pool", "/dev/zero"), None),
+    ("evaluate GT from a named pipe", _special_input("evaluate-gt", "fifo"), None),
+    ("evaluate submission from /dev/urandom", _special_input("evaluate-sub", "/dev/urandom"), None),
+    ("train features from /dev/zero", _special_input("train", "/dev/zero"), None),
+    ("cluster --truth a named pipe", _special_input("truth", "fifo"), None),
+    ("pool quality beyond the float range",
+     _feats_case(_videos(V=[_frame_with(0, quality=10**400)]), ["video 'V' frame 0", "quality",
+                                                                 "out of range"]), None),
+    ("pool detection score beyond float32",
+     _feats_case(_videos(V=[_frame_with(0, det=1e300)]), ["detection score", "out of range"]), None),
+    ("pool bbox beyond the float range",
+     _feats_case(_videos(V=[_frame_with(0, bbox=[1, 2, 10**400, 4])]), ["video 'V' frame 0", "bbox"]),
+     None),
+    ("pool bbox beyond float32",
+     _feats_case(_videos(V=[_frame_with(0, bbox=[1.0, 2.0, 1e300, 4.0])]), ["bbox", "out of range"]),
+     None),
+    ("pool float32 features that overflow pooling",
+     _feats_case(_videos(V=[_frame_with(0, feat=np.full(DIM, 3e38, np.float32))]),
+                 ["video 'V' frame 0", "feature value", "out of range"]), None),
+    ("evaluate GT identity beyond int64", _evaluate_gt("a.mp4 1\nb.mp4 99999999999999999999\n",
+                                                       ["line 2", "out of range"]), None),
+    ("train --folds 10**30", _train("--method", "knn", "--folds", str(10**30),
+                                    fragments=["--folds", "out of range"]), None),
+    ("train --seed 10**30", _train("--method", "knn", "--seed", str(10**30),
+                                   fragments=["--seed", "out of range"]), None),
+    ("train --lr 1e300", _train("--method", "nn", "--lr", "1e300", fragments=["--lr", "out of range"]),
+     None),
+    ("cluster --min-samples 10**30", _cluster("--eps", "1.0", "--min-samples", str(10**30),
+                                              fragments=["--min-samples", "out of range"]), None),
+    ("cluster --eps 1e308", _cluster("--eps", "1e308", "--min-samples", "2",
+                                     fragments=["--eps", "out of range"]), None),
+    ("pool --out is the features file", _out_is_input("pool"), None),
+    ("pool --out is a hard link to the features file", _out_is_input("pool via a link"), None),
+    ("cluster --out is the ground truth", _out_is_input("cluster"), None),
+    ("predict --out is the ground truth", _out_is_input("predict"), None),
+    ("predict with a deleted fold checkpoint",
+     _damaged_run("knn", lambda r: (r / "fold_1.pt").unlink(), ["damaged", "fold(s) [1]"]), None),
+    ("predict with a deleted .done marker",
+     _damaged_run("knn", lambda r: (r / "fold_0.done.json").unlink(), ["damaged", "fold(s) [0]"]),
+     None),
+    ("predict with a corrupt .done marker",
+     _damaged_run("knn", lambda r: (r / "fold_1.done.json").write_text("{not json"),
+                  ["fold_1.done.json", "corrupt JSON"]), None),
+    ("predict with a corrupt checkpoint",
+     _damaged_run("nn", lambda r: _flip_bytes(r / "fold_1.pt"), ["fold_1.pt", "checksum"]), None),
+    ("predict with NaN weights",
+     _damaged_run("nn", lambda r: _resave(r, 0, _nan_weights), ["fold_0.pt", "NaN"]), None),
+    ("predict with a shortened identity list",
+     _damaged_run("nn", lambda r: _resave(r, 1, _short_identity_list),
+                  ["fold_1.pt", "identity list"]), None),
+    ("predict with a wrong-shaped weight",
+     _damaged_run("nn", lambda r: _resave(r, 0, _wrong_shape), ["fold_0.pt", "do not fit"]), None),
+    ("predict with a checkpoint lacking its config",
+     _damaged_run("knn", lambda r: _resave(r, 0, lambda p: p.pop("config")),
+                  ["fold_0.pt", "'config'"]), None),
+    ("predict on a run whose status.json is nested 100,000 deep",
+     _damaged_run("knn", lambda r: (r / "status.json").write_text("[" * 100_000 + "]" * 100_000),
+                  ["status.json", "nested too deeply"]), None),
+    ("train --device cuda:99", _train("--method", "knn", "--device", "cuda:99",
+                                      fragments=["cuda:99"]), None),
+    ("evaluate GT with a 5-million-character line",
+     _evaluate_gt(f"a.mp4 1\n{LONG_NAME}\n", ["line 2", "5000000 chars"]), None),
+    ("pool a video with a 5-million-character name and a bad feature",
+     _feats_case(_videos(**{LONG_NAME: [_frame(0, np.zeros(256, np.float16))]}),
+                 ["bad.pickle", "frame 0", "256 values"]), None),
 ]
 
 
@@ -367,9 +574,14 @@ def _check_one_line(cmd: str, rc: int, err: str, fragments: list[str], tmp: Path
     assert rc == 2, f"exit code {rc}, stderr: {err!r}"
     assert "Traceback" not in err, err
     lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, f"stderr is not one line: {err!r}"
+    if cmd == "train":  # the run it announced before the failure, if any
+        lines = [line for line in lines if not line.startswith("run ")]
+    assert len(lines) == 1, f"stderr is not one line: {err[:2000]!r}"
     line = lines[0]
     assert line.startswith(f"vidid {cmd}: error: "), line
+    assert len(line) <= 500, f"error line of {len(line)} characters"
+    assert "config" != line.split("error: ", 1)[1].strip()
+    assert ".tmp" not in line, "an internal temporary path in the message"
     for fragment in fragments:
         assert fragment.replace("{tmp}", str(tmp)) in line, f"{fragment!r} not in {line!r}"
     return line
@@ -383,6 +595,7 @@ def _params():
     return out
 
 
+@pytest.mark.timeout(120)  # a pipe or an exploding pickle must not hang the suite
 @pytest.mark.parametrize("build", _params())
 def test_user_mistake_is_one_clear_line(build: Case, tiny_demo: Path, tmp_path: Path, capsys):
     argv, fragments = build(tmp_path, tiny_demo)
@@ -494,7 +707,8 @@ def test_train_refuses_a_non_empty_out_folder_and_leaves_it(tiny_demo: Path, tmp
 
 
 @pytest.mark.parametrize("case", ["train GT video absent from features", "train only distractors",
-                                  "train malicious pickle"])
+                                  "train malicious pickle", "train --device cuda:99",
+                                  "train features from /dev/zero"])
 def test_train_data_error_leaves_no_run_behind(case: str, tiny_demo: Path, tmp_path: Path,
                                                capsys):
     """A --data mistake found while loading must not leave a run directory behind."""
@@ -563,3 +777,76 @@ def test_case_table_is_broad():
     for cmd in ("pool", "cluster", "train", "evaluate", "demo", "predict"):
         assert cmd in names, cmd
     assert len(CASES) >= 40
+
+
+# --------------------------------------------------------------------------- outputs vs inputs
+def test_pool_into_its_own_input_leaves_it_intact(tmp_path: Path, capsys):
+    feats = _write_pickle(tmp_path / "feats.pickle", _videos())
+    before = _digest(feats)
+    assert main(["pool", str(feats), "--out", str(feats), "--quiet"]) == 2
+    assert "--out is the input file" in capsys.readouterr().err
+    assert _digest(feats) == before
+    assert _leftovers(tmp_path, {"feats.pickle"}) == []
+
+
+def test_predict_with_a_missing_gt_leaves_the_existing_out_untouched(tiny_demo: Path,
+                                                                     tmp_path: Path, capsys):
+    out = tmp_path / "sub.txt"
+    out.write_bytes(OLD)
+    argv = ["predict", str(_trained(tiny_demo, "knn")), str(tiny_demo / "face_val.pickle"),
+            "--gt", str(tmp_path / "missing_gt.txt"), "--out", str(out), "--quiet"]
+    capsys.readouterr()
+    rc = main(argv)
+    _check_one_line("predict", rc, capsys.readouterr().err, ["missing_gt.txt", "no such file"],
+                    tmp_path)
+    assert out.read_bytes() == OLD
+    assert _leftovers(tmp_path, {"sub.txt"}) == []
+
+
+def test_a_failed_start_leaves_no_run_and_the_retry_works(tiny_demo: Path, tmp_path: Path,
+                                                          capsys):
+    base = ["train", "--data", str(tiny_demo / "face_train.pickle"),
+            str(tiny_demo / "train_gt.txt"), "--method", "knn", "--folds", "2",
+            "--out", str(tmp_path / "run"), "--quiet"]
+    assert main([*base, "--device", "cuda:99"]) == 2
+    capsys.readouterr()
+    assert not (tmp_path / "run").exists()
+    assert main([*base, "--device", "cpu"]) == 0
+
+
+def test_disk_full_during_train_is_one_line_naming_the_file(tiny_demo: Path, tmp_path: Path,
+                                                            capsys, monkeypatch):
+    import errno
+
+    import core.atomic
+
+    real_fsync, calls = os.fsync, []
+
+    def full_disk(fd):
+        calls.append(fd)
+        if len(calls) > 6:  # the run starts, then the disk fills up
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(core.atomic.os, "fsync", full_disk)
+    run = tmp_path / "run"
+    rc = main(["train", "--data", str(tiny_demo / "face_train.pickle"),
+               str(tiny_demo / "train_gt.txt"), "--method", "knn", "--folds", "2",
+               "--out", str(run), "--quiet"])
+    line = _check_one_line("train", rc, capsys.readouterr().err, ["no space left"], tmp_path)
+    assert str(run) in line, line  # names the file it could not write
+    assert not [p.name for p in run.rglob("*") if p.name.endswith(".tmp")], "temp files left"
+
+
+def test_out_to_a_device_or_pipe_is_refused_and_left_alone(tmp_path: Path, capsys):
+    # as root, a rename onto --out /dev/null would replace the device by a plain file
+    import stat
+
+    feats = _write_pickle(tmp_path / "feats.pickle", _videos())
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    rc = main(["pool", str(feats), "--out", str(fifo), "--quiet"])
+    _check_one_line("pool", rc, capsys.readouterr().err, ["out.fifo", "not a regular file"],
+                    tmp_path)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert _leftovers(tmp_path, {"feats.pickle", "out.fifo"}) == []

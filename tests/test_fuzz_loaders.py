@@ -164,3 +164,101 @@ def test_mutated_frameset_npz(tmp_path, record_property):
 
     check()
     _report("mutated_npz", counts, record_property)
+
+
+# --------------------------------------------------------------------------- hostile shapes
+def _hostile_pickle(kind: str, size: int, field: int) -> bytes:
+    """Small pickles shaped to explode once loaded or walked (issue 12)."""
+    feat = np.full(8, 0.5, np.float16)
+    frame = [b"1", [0.0, 1.0, 2.0, 3.0], 0.9, 50.0, feat]
+    if kind == "shared":  # 2**size frames to walk
+        level: list = [frame]
+        for _ in range(size):
+            level = [level, level]
+        return pickle.dumps({b"V": level}, protocol=2)
+    if kind == "fan-out":  # one frame (its 1 KB feature) referenced 20k-60k times
+        big = frame[:4] + [np.full(512, 0.5, np.float16)]
+        return pickle.dumps({b"V": [big] * (1000 * size)}, protocol=2)
+    if kind == "deep":  # EMPTY_LIST x n, APPEND x (n - 1)
+        n = 10_000 * size
+        return b"\x80\x02" + b"]" * n + b"a" * (n - 1) + b"."
+    if kind == "deep dict":  # nesting through dicts inside a frame
+        n = 1000 * size
+        return b"\x80\x02}q\x00U\x01V]" + b"}U\x01k" * n + b"N" + b"s" * n + b"as."
+    if kind == "big number":  # an int far beyond float/int64 in one numeric field
+        bad = list(frame)
+        bad[field] = 10 ** (300 + 20 * size) if field != 1 else [0, 1, 10 ** (300 + size), 3]
+        return pickle.dumps({b"V": [frame, bad]}, protocol=2)
+    if kind == "huge float32":
+        bad = list(frame)
+        bad[4] = np.full(8, 10.0 ** (16 + size % 22), np.float32)
+        return pickle.dumps({b"V": [bad]}, protocol=2)
+    raise AssertionError(kind)
+
+
+@pytest.mark.timeout(300)
+def test_hostile_pickles_are_refused_quickly(tmp_path, record_property):
+    import resource
+    import time
+
+    counts: Counter = Counter()
+    peak0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    @settings(max_examples=40, deadline=timedelta(seconds=10), database=None, derandomize=True,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(kind=st.sampled_from(["shared", "fan-out", "deep", "deep dict", "big number",
+                                 "huge float32"]),
+           size=st.integers(20, 60), field=st.sampled_from([1, 2, 3]))
+    def check(kind, size, field):
+        path = tmp_path / "hostile.pickle"
+        path.write_bytes(_hostile_pickle(kind, size, field))
+        t0 = time.perf_counter()
+        with pytest.raises(DataError) as info:
+            read_features(path, cache=False)
+        assert time.perf_counter() - t0 < 5, f"{kind} {size}: refused, but slowly"
+        msg = str(info.value)
+        assert "hostile.pickle" in msg and "\n" not in msg and len(msg) <= 300, msg
+        counts[kind] += 1
+        event(kind)
+
+    check()
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak0) / 1024
+    record_property("hostile_outcomes", dict(counts))
+    print(f"\nhostile pickles: {dict(counts)}, peak memory grew {grown_mib:.0f} MiB")
+    assert sum(counts.values()) >= 20 and len(counts) == 6
+    assert grown_mib < 1024, f"peak memory grew {grown_mib:.0f} MiB"
+
+
+def _read_json_of_a_run(path: Path):
+    from core.runs.files import read_json
+
+    return read_json(path)
+
+
+LOADERS = {"features": _features, "ground truth": read_ground_truth,
+           "submission": read_submission, "columnar cache": load_frameset,
+           "run JSON": _read_json_of_a_run}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", ["named pipe", "/dev/zero", "/dev/urandom", "/dev/null",
+                                  "directory"])
+@pytest.mark.parametrize("loader", sorted(LOADERS))
+def test_every_loader_refuses_special_files(kind: str, loader: str, tmp_path):
+    import os
+    import time
+
+    if kind == "named pipe":
+        path = tmp_path / "in.fifo"
+        os.mkfifo(path)
+    elif kind == "directory":
+        path = tmp_path / "in.dir"
+        path.mkdir()
+    else:
+        path = Path(kind)
+    t0 = time.perf_counter()
+    with pytest.raises(DataError) as info:
+        LOADERS[loader](path)
+    assert time.perf_counter() - t0 < 5
+    assert path.name in str(info.value) and ("regular" in str(info.value)
+                                             or "directory" in str(info.value))

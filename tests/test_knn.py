@@ -237,3 +237,37 @@ def test_memory_stays_bounded(monkeypatch):
         tracemalloc.stop()
         # output (3000 x 20 float32) + sorted reference copy + a few blocks: ~1-2 MB
         assert peak < full_matrix / 10, peak
+
+
+def test_near_unit_float16_rows_rank_exactly_like_sklearn_cosine():
+    # Unit vectors stored as float16 have norms within ~1e-4 of 1: vidid must still
+    # normalise them (skipping it shifted cosines by ~1e-4 and flipped rankings).
+    rng = np.random.default_rng(5)
+    d, n_ref, n_q, k = 512, 1500, 40, 25
+    centre = rng.normal(size=d)
+    Xref = centre + 0.06 * rng.normal(size=(n_ref, d))  # near ties everywhere
+    Xq = centre + 0.06 * rng.normal(size=(n_q, d))
+    scale = lambda X: X / np.linalg.norm(X, axis=1, keepdims=True) * (  # noqa: E731
+        1 + rng.uniform(-4e-5, 4e-5, size=(len(X), 1)))
+    Xref, Xq = scale(Xref).astype(np.float16), scale(Xq).astype(np.float16)
+    norms = np.linalg.norm(np.vstack([Xref, Xq]).astype(np.float64), axis=1)
+    assert np.abs(norms - 1).max() < 1e-4  # the band that used to skip normalising
+    idx, sim = nearest_labelled(Xq, Xref, k=k)
+    nn = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute").fit(Xref)
+    dist, ref_idx = nn.kneighbors(Xq)
+    # equal rankings wherever sklearn's own gaps are above float32 resolution
+    gaps = np.diff(dist, axis=1)
+    clear = np.ones_like(idx, dtype=bool)
+    clear[:, 1:] &= gaps > 1e-6
+    clear[:, :-1] &= gaps > 1e-6
+    assert clear.mean() > 0.5
+    np.testing.assert_array_equal(idx[clear], ref_idx[clear])
+    np.testing.assert_allclose(sim, 1.0 - dist, atol=2e-6)
+
+
+def test_huge_float32_rows_normalise_without_overflow():
+    X = np.full((3, 512), 3e38, np.float32)
+    X[1] *= -1
+    idx, sim = nearest_labelled(X[:1], X, k=3)
+    assert np.isfinite(sim).all() and sim[0, 0] == pytest.approx(1.0)
+    assert sim[0, -1] == pytest.approx(-1.0)

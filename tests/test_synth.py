@@ -247,6 +247,31 @@ def test_statistics_look_real(tiny_demo: Path) -> None:
     assert np.corrcoef(rq, rn)[0, 1] > 0.8
 
 
+def test_demo_is_shaped_like_the_real_2019_set(tmp_path: Path) -> None:
+    """The realistic demo's ratios stay within the real set's: ~5.8 train videos per
+    identity (median 4-8, long tail), 37.5 % distractors in val/test, ~30 faces per
+    video, a few empty videos. Same knobs as the demo preset, fewer identities."""
+    from core.synth import PRESETS, make_preset
+
+    demo = PRESETS["demo"]
+    assert PRESETS["large"].train_per_id == demo.train_per_id  # large is realistic too
+    generate(tmp_path, preset=make_preset("demo", n_identities=120), seed=3)
+    train = _train_gt(tmp_path)
+    per_id = np.bincount(list(train.values()))[1:]
+    assert 4 <= np.median(per_id) <= 8 and 4.5 <= per_id.mean() <= 7.5
+    assert per_id.max() >= 2.5 * np.median(per_id) and per_id.min() >= 1  # long tail
+    for split in ("val", "test"):
+        videos = _load(tmp_path, split)
+        labelled = sum(len(v) for v in _id_videos_gt(tmp_path, split).values())
+        assert abs(1 - labelled / len(videos) - 0.375) < 0.02
+        assert 2.5 <= labelled / len(per_id) <= 6.5
+    lengths = np.array([len(fr) for s in SPLITS for fr in _load(tmp_path, s).values()])
+    assert 25 <= lengths[lengths > 0].mean() <= 35
+    assert 0 < np.mean(lengths == 0) < 0.03
+    q = np.array([f[3] for s in ("val",) for fr in _load(tmp_path, s).values() for f in fr])
+    assert q.min() >= -30 and 65 <= q.mean() <= 95
+
+
 # --- planted structure ----------------------------------------------------------------
 def test_identities_crowded_and_lookalikes_close(tiny_demo: Path) -> None:
     truth = _truth(tiny_demo)
@@ -288,7 +313,8 @@ def test_quality_pooling_beats_plain_mean(tiny_demo: Path) -> None:
 def test_distractors_cost_the_nearest_neighbour_baseline(tiny_demo: Path) -> None:
     with_d = _centroid_map(tiny_demo, "quality", distractors=True)
     without = _centroid_map(tiny_demo, "quality", distractors=False)
-    assert without > with_d + 0.03, (without, with_d)
+    # (0.954 vs 0.931 on the realistic tiny preset, 5 training videos per identity)
+    assert without > with_d + 0.015, (without, with_d)
     assert 0.6 < with_d < 0.98  # hard, not hopeless
 
 

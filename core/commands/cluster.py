@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from core.commands import finite_float
+from core.commands import MAX_COUNT, MAX_RADIUS, bounded_float, bounded_int
 
 DESCRIPTION = (
     "Cluster the distractor videos (videos absent from the ground truth; every video "
@@ -26,15 +26,15 @@ def register(subparsers) -> None:
     p.add_argument("--gt", nargs="+", default=None, metavar="GT",
                    help="ground truth of each FEATS, in the same order (videos it names are "
                         "not clustered)")
-    p.add_argument("--eps", type=finite_float, default=None, metavar="E",
+    p.add_argument("--eps", type=bounded_float(MAX_RADIUS), default=None, metavar="E",
                    help="DBSCAN radius (euclidean distance between unit vectors, inclusive); "
                         "default: chosen automatically as training and the dashboard choose it "
                         "(most clusters below the k-distance knee)")
-    p.add_argument("--min-samples", type=int, required=True, metavar="M",
+    p.add_argument("--min-samples", type=bounded_int(MAX_COUNT), required=True, metavar="M",
                    help="points within eps (the video itself included) that make a core point")
     p.add_argument("--out", required=True, metavar="LABELS.tsv",
                    help="output: one 'video<TAB>cluster' line per distractor video")
-    p.add_argument("--max-eps", type=finite_float, default=None, metavar="X",
+    p.add_argument("--max-eps", type=bounded_float(MAX_RADIUS), default=None, metavar="X",
                    help="radius of the neighbour graph (default: eps, or 1.25 x eps with "
                         "--sweep); the sweep runs up to it")
     p.add_argument("--sweep", action="store_true",
@@ -61,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
     from core.errors import DataError
     from core.progress import tqdm_progress
 
+    from core.commands import refuse_overwriting_inputs
+
     t0 = time.perf_counter()
+    refuse_overwriting_inputs(args.out, [*args.feats, *(args.gt or []), args.truth])
     if args.gt is not None and len(args.gt) != len(args.feats):
         raise ValueError(f"--gt names {len(args.gt)} file(s) for {len(args.feats)} FEATS; "
                          f"give one ground truth per feature file, in the same order")
@@ -156,6 +159,9 @@ def _read_truth(path: str, names) -> "object":
     from core.errors import DataError
     from core.io.names import canonical_name
 
+    from core.io.safe_pickle import require_file
+
+    require_file(path, "truth")
     table = pd.read_csv(path, sep="\t", dtype=str)
     missing = {"video", "person"} - set(table.columns)
     if missing:

@@ -7,8 +7,14 @@ import argparse
 DESCRIPTION = (
     "Score a submission (lines 'ID V1.mp4 V2.mp4 ...', at most 100 videos, best first) "
     "against a ground-truth file (either layout) with the official mAP: duplicates "
-    "in a line are dropped, AP is divided by the identity's full ground-truth count, "
-    "identities without a line score 0."
+    "in a line are dropped (first kept) and then more than 100 videos is an error, AP "
+    "is divided by the identity's full ground-truth count, identities without a line "
+    "score 0, IDs are compared as integers (07 is 7) and lines for IDs not in the "
+    "ground truth (0 included) are ignored. Deliberately more forgiving than the "
+    "official script: a video name matches with or without one '.mp4' (X is X.mp4; "
+    "only one suffix is ever stripped, never two: X.mp4.mp4 is not X.mp4), and any "
+    "run of spaces or tabs separates names. Deliberately stricter: a second line for "
+    "the same identity is refused (the official script keeps the last one)."
 )
 
 

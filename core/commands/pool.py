@@ -37,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
     from core.features import pool_videos, save_pooled
     from core.progress import tqdm_progress
 
+    from core.commands import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs(args.out, [args.feats])
     t0 = time.perf_counter()
     progress, close = tqdm_progress("reading", disable=args.quiet or None)
     try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 DESCRIPTION = (
-    "Score every video of FEATS with the fold ensemble of a complete run (test-time "
+    "Score every video of FEATS with the ensemble of a complete run (its fold models "
+    "and the networks refit on every video; test-time "
     "views as the run was trained, unless --views/--no-views) and write the official "
     "submission: one line 'ID V1.mp4 V2.mp4 ...' per identity of the training data, at "
     "most 100 videos, best first. Refuses a run that is not complete. With --gt, also "
@@ -44,10 +45,19 @@ def run(args: argparse.Namespace) -> int:
         hint = (f"; finish it with 'vidid train --resume {run_.path}'"
                 if state in ("interrupted", "failed", "cancelled") else "")
         raise DataError(f"{run_.path}: run is {state}, not complete; cannot predict with it{hint}")
-    if not os.path.isfile(args.feats):
-        raise FileNotFoundError(2, "No such file or directory", args.feats)
+    from core.commands import refuse_output_inside, refuse_overwriting_inputs
+    from core.io.safe_pickle import require_file
+
+    require_file(args.feats, "features")
     if os.path.isdir(args.out):
         raise IsADirectoryError(21, "Is a directory", args.out)
+    refuse_overwriting_inputs(args.out, [args.feats, args.gt])
+    refuse_output_inside(args.out, str(run_.path), "run directory")
+    gt = None
+    if args.gt:  # read (and validate) the ground truth before anything is written
+        from core.io.formats import read_ground_truth
+
+        gt = read_ground_truth(args.gt)
     from core.runs.predict import predict_submission
 
     progress, close = (null_progress, None) if args.quiet else tqdm_progress("predict")
@@ -59,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             close()
     n_videos = len({v for vids in ranking.values() for v in vids})
     line = f"{args.out}: {len(ranking)} identities, {n_videos} distinct videos ranked"
-    if args.gt:
+    if gt is not None:  # scored from the file as written, exactly as `vidid evaluate`
         from core.learn.metrics import evaluate_files
 
         line += f"; mAP {evaluate_files(args.gt, args.out)['mAP']:.4f} against {args.gt}"

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from core.commands import finite_float
+from core.commands import MAX_COUNT, MAX_LR, MAX_RADIUS, MAX_SEED, bounded_float, bounded_int, finite_float
 
 DESCRIPTION = (
     "Train a video recognition run on one or more (features, ground truth) pairs: "
@@ -27,6 +27,7 @@ _OPTIONS = {
     "min_samples": "min_samples", "seed": "seed", "batch_size": "batch_size", "lr": "lr",
     "ensemble": "ensemble", "weighting": "weighting", "min_quality": "min_quality",
     "min_det": "min_det", "knn_k": "knn_k", "knn_agg": "knn_agg", "device": "device",
+    "refit": "refit",
 }
 # Options that may change when resuming (they do not change the result).
 _RESUME_FREE = ("device",)
@@ -52,14 +53,19 @@ def register(subparsers) -> None:
                    help="finish an interrupted run (RUN_DIR, or the one given by --out); "
                         "data and options come from the run")
     g = p.add_argument_group("training options (default in brackets)")
-    g.add_argument("--folds", type=int, default=None, metavar="K", help=f"cross-validation folds ({D.folds})")
-    g.add_argument("--epochs", type=int, default=None, metavar="N", help=f"epochs per fold ({D.epochs})")
-    g.add_argument("--eps", type=finite_float, default=None, metavar="E", help="DBSCAN eps of the noise clusters (default: chosen from the data: the most "
+    g.add_argument("--folds", type=bounded_int(1000), default=None, metavar="K", help=f"cross-validation folds ({D.folds})")
+    g.add_argument("--epochs", type=bounded_int(10**6), default=None, metavar="N", help=f"most epochs per fold; "
+                   f"the best epoch by validation mAP wins ({D.epochs})")
+    g.add_argument("--refit", type=bounded_int(100), default=None, metavar="R",
+                   help="networks trained on every video after the folds, for the folds' median "
+                        f"best epoch count, ensembled with the fold models (0: none) ({D.refit})")
+    g.add_argument("--eps", type=bounded_float(MAX_RADIUS), default=None, metavar="E", help="DBSCAN eps of the noise clusters (default: chosen from the data: the most "
                    "clusters at or below the knee of the k-distance curve)")
-    g.add_argument("--min-samples", type=int, default=None, metavar="M", help=f"DBSCAN min_samples ({D.min_samples})")
-    g.add_argument("--seed", type=int, default=None, metavar="S", help=f"random seed ({D.seed})")
-    g.add_argument("--batch-size", type=int, default=None, metavar="B", help=f"batch size ({D.batch_size})")
-    g.add_argument("--lr", type=finite_float, default=None, metavar="LR", help=f"Adam learning rate ({D.lr:g})")
+    g.add_argument("--min-samples", type=bounded_int(MAX_COUNT), default=None, metavar="M", help=f"DBSCAN min_samples ({D.min_samples})")
+    g.add_argument("--seed", type=bounded_int(MAX_SEED), default=None, metavar="S", help=f"random seed ({D.seed})")
+    g.add_argument("--batch-size", type=bounded_int(MAX_COUNT), default=None, metavar="B", help="batch size (default: automatic, about 16 steps per epoch: the power of two "
+                        "nearest a sixteenth of the training samples, within 32..512)")
+    g.add_argument("--lr", type=bounded_float(MAX_LR), default=None, metavar="LR", help=f"Adam learning rate ({D.lr:g})")
     g.add_argument("--no-augment", action="store_true", help="no join/cut noise augmentation")
     g.add_argument("--no-views", action="store_true", help="no test-time views (full video only)")
     g.add_argument("--ensemble", choices=("sum", "map_weighted"), default=None,
@@ -68,7 +74,7 @@ def register(subparsers) -> None:
                    help=f"frame weights of pooling ({D.weighting})")
     g.add_argument("--min-quality", type=finite_float, default=None, help="drop frames under this quality")
     g.add_argument("--min-det", type=finite_float, default=None, help="drop frames under this detection score")
-    g.add_argument("--knn-k", type=int, default=None, metavar="K", help=f"knn: neighbours per identity ({D.knn_k})")
+    g.add_argument("--knn-k", type=bounded_int(10**6), default=None, metavar="K", help=f"knn: neighbours per identity ({D.knn_k})")
     g.add_argument("--knn-agg", choices=("mean", "max", "sum"), default=None, help=f"knn: aggregation ({D.knn_agg})")
     g.add_argument("--device", default=None, help=f"auto (CUDA when present), cpu, cuda[:N] ({D.device})")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -82,6 +88,21 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_views:
         out["views"] = False
     return out
+
+
+def _check_device(device: str) -> None:
+    """Refuse a CUDA device that is not there before any run directory exists (a
+    failed run left at --out would block the retry with the same --out)."""
+    if device.startswith("cuda"):
+        import torch
+
+        from core.train_config import resolve_device
+
+        resolve_device(device)
+        index = device.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise ValueError(f"--device {device!r}: no such CUDA device "
+                             f"({torch.cuda.device_count()} present)")
 
 
 def _data_entries(pairs: list[list[str]]) -> list[dict]:
@@ -144,6 +165,7 @@ def _plan_new_run(args: argparse.Namespace):
     if not args.data:
         raise ValueError("no training data: give at least one --data FEATS GT")
     cfg = TrainConfig(**_overrides(args))  # validates every option
+    _check_device(cfg.device)
     entries = _data_entries(args.data)
     doc = cfg.to_dict()
     doc["data"] = entries
@@ -206,6 +228,7 @@ def _resume_run(args: argparse.Namespace):
         raise ValueError(f"{existing.path}/config.json: no 'data' entries; cannot resume")
     _check_unchanged(entries, existing.path)
     cfg = TrainConfig.from_dict({**stored, **{k: v for k, v in _overrides(args).items() if k in _RESUME_FREE}})
+    _check_device(cfg.device)
     run = runs.Run.resume(target)  # refuses complete / live runs, cleans partial files
     return run, cfg, entries
 

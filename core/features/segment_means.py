@@ -88,8 +88,9 @@ def segment_sums(
 
 
 def _normalise_rows(x: np.ndarray) -> np.ndarray:
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
-    np.divide(x, norms[:, None], out=x, where=norms[:, None] > 0)
+    # squares summed in float64: rows of large float32 sums cannot overflow to inf
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+    np.divide(x, norms[:, None], out=x, where=norms[:, None] > 0, casting="unsafe")
     return x
 
 

@@ -36,7 +36,7 @@ from core.io.frames import (
     save_frameset,
 )
 from core.io.names import canonical_name, official_name
-from core.io.safe_pickle import load_pickle_safe, require_file
+from core.io.safe_pickle import load_pickle_safe, open_regular, require_file
 from core.paths import cache_root
 
 ProgressFn = Callable[[float, str], None]
@@ -44,6 +44,8 @@ Layout = Literal["video_id", "id_videos"]
 
 #: Most videos a submission line may hold (official rule).
 MAX_PER_LINE = 100
+#: Largest identity ID (IDs are stored as int64).
+MAX_ID = 2**63 - 1
 #: Part of the cache key: bump when conversion/validation changes what a FrameSet holds.
 CACHE_VERSION = 1
 
@@ -187,8 +189,8 @@ class GroundTruth:
 
 def _read_lines(path: str | os.PathLike, what: str) -> list[tuple[int, list[str]]]:
     """(line number, tokens) of the non-blank lines of a UTF-8 text file."""
-    require_file(path, what)
-    data = Path(path).read_bytes()
+    with open_regular(path, what) as fh:  # never a pipe, a device or a directory
+        data = fh.read()
     out = []
     for no, raw in enumerate(data.splitlines(), start=1):
         try:
@@ -206,16 +208,20 @@ def _as_id(token: str, path, no: int) -> int:
     try:
         ident = int(token)
     except ValueError:
-        raise DataError(f"{path}: line {no}: identity ID {token!r} is not an integer") from None
+        raise DataError(f"{path}: line {no}: identity ID {_short(token)!r} is not an "
+                        f"integer") from None
     if ident < 1:
-        raise DataError(f"{path}: line {no}: identity ID {ident} must be >= 1")
+        raise DataError(f"{path}: line {no}: identity ID {_short(token)} must be >= 1")
+    if ident > MAX_ID:
+        raise DataError(f"{path}: line {no}: identity ID {_short(token)} is out of range "
+                        f"(at most {MAX_ID})")
     return ident
 
 
 def _name(token: str, path, no: int) -> str:
     name = canonical_name(token)
     if not name or _is_int(name):
-        raise DataError(f"{path}: line {no}: {token!r} is not a video name")
+        raise DataError(f"{path}: line {no}: {_short(token)!r} is not a video name")
     return name
 
 
@@ -261,7 +267,7 @@ def read_ground_truth(path: str | os.PathLike) -> GroundTruth:
     for no, tokens in lines:
         if len(tokens) < 2:
             raise DataError(f"{path}: line {no}: expected 'VIDEO.mp4 ID' or "
-                            f"'ID VIDEO.mp4 ...', got {' '.join(tokens)!r}")
+                            f"'ID VIDEO.mp4 ...', got {_short(' '.join(tokens), 80)!r}")
         first_int = _is_int(tokens[0])
         if layout == "video_id" and not first_int and len(tokens) != 2:
             raise DataError(f"{path}: line {no}: expected 'VIDEO.mp4 ID', got "
@@ -280,7 +286,7 @@ def read_ground_truth(path: str | os.PathLike) -> GroundTruth:
         for video, ident in pairs:
             old = labels.setdefault(video, ident)
             if old != ident:
-                raise DataError(f"{path}: line {no}: video {video!r} is under identity "
+                raise DataError(f"{path}: line {no}: video {_short(video)!r} is under identity "
                                 f"{ident} but line {line_of[video]} puts it under {old}")
             line_of.setdefault(video, no)
     return GroundTruth(labels=labels, path=str(path), layout=layout or "video_id")
@@ -332,15 +338,24 @@ def check_ground_truth(gt: GroundTruth, names: Iterable[str], *,
 # --------------------------------------------------------------------------- #
 # submissions
 # --------------------------------------------------------------------------- #
-def read_submission(path: str | os.PathLike) -> dict[int, list[str]]:
+def read_submission(path: str | os.PathLike, *,
+                    identities: Iterable[int] | None = None) -> dict[int, list[str]]:
     """Read ``ID V1.mp4 V2.mp4 ...`` lines: identity ID -> canonical names in file order.
 
-    Duplicates within a line are kept (the metric drops them).
+    IDs are read as integers (``07`` is identity 7, as the official script compares
+    them); duplicates within a line are kept (the metric drops them).
+
+    Parameters
+    ----------
+    identities : iterable of int, optional
+        The ground truth's identities. Lines for any other ID are ignored without
+        further checks, as the official script ignores them; they are returned
+        unchecked (so callers can count them) unless they repeat an earlier line.
 
     Raises
     ------
     DataError
-        Naming file and line: non-integer or < 1 ID, a second line for the same
+        Naming file and line: non-integer ID, a second line for the same
         identity, more than 100 distinct videos on a line (duplicates are allowed
         and dropped by the metric, first kept).
 
@@ -349,11 +364,15 @@ def read_submission(path: str | os.PathLike) -> dict[int, list[str]]:
     >>> read_submission("submission.txt")  # doctest: +SKIP
     {1: ['IQIYI_VID_TEST_0000003', ...], ...}
     """
+    known = None if identities is None else {int(i) for i in identities}
     out: dict[int, list[str]] = {}
     line_of: dict[int, int] = {}
     for no, tokens in _read_lines(path, "submission"):
-        ident = _as_id(tokens[0], path, no)
-        if ident in out:
+        ident = _submission_id(tokens[0], path, no)
+        if known is not None and ident not in known:
+            out.setdefault(ident, [canonical_name(t) for t in tokens[1:]])
+            continue  # the official script ignores the line: so do we
+        if ident in line_of:
             raise DataError(f"{path}: line {no}: identity {ident} already has a line "
                             f"(line {line_of[ident]})")
         videos = [_name(t, path, no) for t in tokens[1:]]
@@ -365,6 +384,19 @@ def read_submission(path: str | os.PathLike) -> dict[int, list[str]]:
         out[ident] = videos
         line_of[ident] = no
     return out
+
+
+def _submission_id(token: str, path, no: int) -> int:
+    try:
+        return int(token)
+    except ValueError:
+        raise DataError(f"{path}: line {no}: identity ID {_short(token)!r} is not an "
+                        f"integer") from None
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters (error messages stay one short line)."""
+    return text if len(text) <= limit else f"{text[:limit - 20]}...({len(text)} chars)"
 
 
 def write_submission(path: str | os.PathLike, ranking: Mapping[int, Sequence[str]]) -> None:

@@ -20,6 +20,10 @@ from core.errors import DataError
 DEFAULT_DIM = 512
 
 _NUMBER_TYPES = (int, float, np.integer, np.floating)
+#: Largest |value| of a float32/float64 feature: real features are float16 (|x| <= 65504);
+#: far larger values make quality-weighted sums overflow float32.
+MAX_FEATURE_ABS = 1e15
+_F32_MAX = float(np.finfo(np.float32).max)
 _CHUNK = 1 << 16  # rows per chunk for the finite check (bounded temporary memory)
 
 
@@ -68,6 +72,13 @@ def feature_matrix(feat: tuple, at: Callable[[int], str], n_frames: int) -> np.n
             j = lo + int(np.argmax(bad_rows))
             bad = out[j][~np.isfinite(out[j])][0]
             raise DataError(f"{at(j)}: feature holds a non-finite value ({bad})")
+        if chunk.dtype != np.float16:
+            # weighted sums of such values overflow float32 (inf / NaN pooled rows)
+            big = np.abs(chunk).max(axis=1) > MAX_FEATURE_ABS
+            if big.any():
+                j = lo + int(np.argmax(big))
+                raise DataError(f"{at(j)}: feature value {float(np.abs(out[j]).max()):.3g} is "
+                                f"out of range (|value| > {MAX_FEATURE_ABS:.0e})")
     return out
 
 
@@ -87,11 +98,33 @@ def score_column(values: tuple, what: str, at: Callable[[int], str]) -> np.ndarr
         j = next(j for j, v in enumerate(values)
                  if not isinstance(v, _NUMBER_TYPES) or isinstance(v, (bool, np.bool_)))
         raise DataError(f"{at(j)}: {what} must be a number, got {values[j]!r}")
-    out = np.array(values, dtype=np.float64)
+    try:
+        out = np.array(values, dtype=np.float64)
+    except OverflowError:  # an int beyond the float range
+        j = next(j for j, v in enumerate(values) if _too_big(v))
+        raise DataError(f"{at(j)}: {what} {_short_number(values[j])} is out of range") from None
     if not np.isfinite(out).all():
         j = int(np.argmin(np.isfinite(out)))
         raise DataError(f"{at(j)}: {what} is {out[j]}")
+    if len(out) and np.abs(out).max() > _F32_MAX:
+        j = int(np.argmax(np.abs(out)))
+        raise DataError(f"{at(j)}: {what} {out[j]:.3g} is out of range (float32)")
     return out.astype(np.float32)
+
+
+def _too_big(v: object) -> bool:
+    try:
+        float(v)  # type: ignore[arg-type]
+    except OverflowError:
+        return True
+    except (TypeError, ValueError):
+        return False
+    return False
+
+
+def _short_number(v: object) -> str:
+    text = str(v) if not isinstance(v, int) or v.bit_length() < 200 else f"~2**{v.bit_length()}"
+    return text if len(text) <= 40 else text[:30] + "..."
 
 
 def bbox_column(values: tuple, at: Callable[[int], str], n_frames: int) -> np.ndarray:
@@ -105,17 +138,22 @@ def bbox_column(values: tuple, at: Callable[[int], str], n_frames: int) -> np.nd
     if n_frames == 0:
         return np.zeros((0, 4), dtype=np.float32)
     try:
-        out = np.array(values, dtype=np.float32)
-    except (ValueError, TypeError):
+        with np.errstate(over="ignore"):
+            out = np.array(values, dtype=np.float32)
+    except (ValueError, TypeError, OverflowError):
         out = None
+    if out is not None and out.shape == (n_frames, 4) and not np.isfinite(out).all():
+        j = int(np.argmin(np.isfinite(out).all(axis=1)))
+        raise DataError(f"{at(j)}: bbox holds a value out of range or not finite "
+                        f"({_short_number(values[j])[:60]})")
     if out is None or out.shape != (n_frames, 4):
         for j, b in enumerate(values):
             try:
                 ok = np.asarray(b, dtype=np.float32).shape == (4,)
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, OverflowError):
                 ok = False
             if not ok:
-                raise DataError(f"{at(j)}: bbox must be 4 numbers [x1, y1, x2, y2], got {b!r}")
+                raise DataError(f"{at(j)}: bbox must be 4 numbers [x1, y1, x2, y2], got {repr(b)[:80]}")
     return out
 
 

@@ -59,10 +59,9 @@ def read_npz_columns(path: str | os.PathLike, columns: Sequence[str], *, mmap: b
     DataError
         A directory, a corrupt or truncated file, a missing column.
     """
-    if os.path.isdir(path):
-        raise DataError(f"{path}: is a directory, expected a {what} .npz file")
-    if not os.path.exists(path):
-        raise FileNotFoundError(2, "No such file or directory", str(path))
+    from core.io.safe_pickle import require_file
+
+    require_file(path, f"{what} .npz")
     wanted = (_META_KEYS, _META_VALUES, *columns)
     arrays: dict[str, np.ndarray] = {}
     try:

@@ -31,8 +31,21 @@ class TrainConfig:
     ----------
     method : a registered training method (:mod:`core.learn.methods`: "knn" | "nn" | "noise")
     folds : cross-validation folds (>= 2)
-    epochs, batch_size, lr, weight_decay : Adam training
+    epochs : most epochs of a fold model; the epoch with the best validation mAP wins
+    batch_size : ``None`` (default) = :func:`auto_batch_size`, about 16 optimiser steps
+        per epoch whatever the data's size (a fixed 256 gave a few-hundred-video set one
+        step an epoch: an untrained network)
+    lr, weight_decay : Adam
     s, m : ArcFace scale and margin; emb_dim, batch_norm, dropout : the embedding
+    head_init : std of the class weights at initialisation (default 0.01; ``None`` =
+        Xavier). The weights are normalised in the forward pass, so under Adam a class
+        direction turns at a rate inversely proportional to its norm: Xavier's norm
+        grows as the number of classes falls, a fixed small std turns every head
+        equally fast (docs/RECOGNITION.md)
+    refit : networks trained on *every* labelled video and distractor after the folds,
+        for the folds' median best epoch count (default 2). Prediction ensembles the
+        fold models and the refits; with 3-6 videos per identity, holding out a fold
+        costs a fold model a large share of its identity's videos
     score_s : inference scale of the scores (None = ``s``). At s=64 the softmax of a
         confident video is exactly 1.0 in float32, so true videos and look-alike
         distractors tie and fall back to file order; 32 keeps them apart (demo: +0.3
@@ -58,7 +71,7 @@ class TrainConfig:
     method: str = "noise"
     folds: int = 5
     epochs: int = 12
-    batch_size: int = 256
+    batch_size: int | None = None
     lr: float = 1e-3
     weight_decay: float = 0.0
     s: float = 64.0
@@ -66,7 +79,7 @@ class TrainConfig:
     emb_dim: int = 512
     batch_norm: bool = False
     dropout: float = 0.0
-    head_init: float | None = None
+    head_init: float | None = 0.01
     score_s: float | None = 32.0
     eps: float | None = None
     min_samples: int = 2
@@ -86,7 +99,7 @@ class TrainConfig:
     device: str = "auto"
     top_k_store: int = 20
     threads: int | None = None
-    refit: int = 1
+    refit: int = 2
 
     def __post_init__(self) -> None:
         if self.method not in method_names():
@@ -96,7 +109,9 @@ class TrainConfig:
         for name in ("folds",):
             if getattr(self, name) < 2:
                 raise ValueError(f"{name} must be >= 2, got {getattr(self, name)}")
-        for name in ("epochs", "batch_size", "emb_dim", "min_samples", "knn_k", "top_k_store"):
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 or None (automatic), got {self.batch_size}")
+        for name in ("epochs", "emb_dim", "min_samples", "knn_k", "top_k_store"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.refit < 0:
@@ -124,6 +139,22 @@ class TrainConfig:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+def auto_batch_size(n_train: int) -> int:
+    """Batch size for ``n_train`` training samples: about 16 steps per epoch.
+
+    The power of two nearest ``n_train / 16``, within 32..512. A fixed batch makes the
+    number of optimiser steps per epoch a property of the data's size: 256 gives a
+    few-hundred-video dataset one or two steps an epoch (a network that has barely
+    moved after 12 epochs) and a 2019-size one hundreds. With this rule every dataset
+    gets about 16 steps per epoch, up to the 512 that keeps large sets fast.
+
+    >>> auto_batch_size(300), auto_batch_size(4500), auto_batch_size(200_000)
+    (32, 256, 512)
+    """
+    n = max(int(n_train), 1)
+    return int(min(512, max(32, 2 ** round(math.log2(n / 16)) if n >= 16 else 32)))
+
 
 def resolve_device(device: str = "auto") -> str:
     """``"cuda"`` when asked for ``"auto"`` and CUDA is present, else ``"cpu"``."""

@@ -12,7 +12,8 @@ from core.learn.ensemble import TopPerIdentity, top_k_per_row
 from core.errors import DataError
 from core.learn.noise_labels import compact_clusters, noise_targets, random_shadow_labels
 from core.cluster.clusterers import cluster_distractors
-from core.learn.config import TrainConfig, TrainingCancelled, fold_seed, resolve_device
+from core.learn.config import (TrainConfig, TrainingCancelled, auto_batch_size, fold_seed,
+                               resolve_device)
 from core.learn.scoring import frame_rows_of, pool_opts, score_views, view_stack
 from core.learn.folds import random_folds, stratified_folds
 from core.learn.methods import get_method
@@ -271,7 +272,8 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
             report(0.95 * min(1.0, step / n_steps),
                    f"{phase} epoch {row['epoch'] + 1}/{epochs} loss {row['loss']:.3f}{val}")
 
-        res = train_fold(fd, model_config=mc, epochs=epochs, batch_size=config.batch_size,
+        batch = config.batch_size or auto_batch_size(len(X_tr))
+        res = train_fold(fd, model_config=mc, epochs=epochs, batch_size=batch,
                          lr=config.lr, weight_decay=config.weight_decay,
                          shadow_weights=(config.shadow_weight_start, config.shadow_weight_end),
                          score_s=config.score_s, seed=seed, rng=rng, on_epoch=on_epoch,
@@ -279,7 +281,8 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
         refit = k >= config.folds
         meta = {"method": config.method, "model_config": mc.to_dict(),
                 "identity_ids": p.identity_ids.tolist(), "n_clusters": K,
-                "n_train": int(len(X_tr)), "n_dynamic": int(dyn.sum()), "refit": refit}
+                "n_train": int(len(X_tr)), "n_dynamic": int(dyn.sum()), "refit": refit,
+                "batch_size": batch}
         payload = _checkpoint(config, k, res.state_dict, res.best_epoch, res.val_map, meta)
         run.save_fold(k, payload, {"val_map": res.val_map, "best_epoch": res.best_epoch,
                                    "seconds": round(time.perf_counter() - t_fold, 3),

@@ -33,14 +33,19 @@ def _as_unit_rows(X: np.ndarray, what: str) -> np.ndarray:
         raise ValueError(f"{what} must be a 2-D array (videos, dim), got shape {X.shape}")
     if not np.issubdtype(X.dtype, np.floating):
         raise TypeError(f"{what} must hold floats, got dtype {X.dtype}")
-    X = X.astype(np.float32, copy=False)
     if X.size and not np.isfinite(X).all():
         bad = int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
         raise ValueError(f"{what} row {bad} holds NaN or inf")
-    norms = np.sqrt(np.einsum("ij,ij->i", X, X))
-    if X.size and np.all(np.abs(norms - 1.0) < 1e-4):
-        return X
-    return X / np.where(norms > 0, norms, 1.0)[:, None]
+    # Always normalise (rows "almost" unit, e.g. unit vectors stored as float16, are
+    # off by ~1e-4 and flip rankings), in float64 blocks: no overflow for any finite
+    # float32 row, the result rounded once to float32.
+    out = np.empty(X.shape, dtype=np.float32)
+    step = max(1, (1 << 22) // max(X.shape[1], 1))
+    for s in range(0, X.shape[0], step):
+        b = X[s:s + step].astype(np.float64)
+        norms = np.sqrt(np.einsum("ij,ij->i", b, b))
+        out[s:s + step] = b / np.where(norms > 0, norms, 1.0)[:, None]
+    return out
 
 
 def _check_common(Xq: np.ndarray, Xref: np.ndarray, k: int, block: int) -> tuple[np.ndarray, np.ndarray]:

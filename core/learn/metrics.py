@@ -5,7 +5,13 @@ and at most 100 videos may remain; for each identity of the ground truth,
 AP = (sum over ranks k, 1-based, where the video is correct of hits_so_far / k) /
 (number of ground-truth videos of the identity — *not* capped at 100); an identity
 with no submitted line scores 0; lines for identities absent from the ground truth
-are ignored. mAP is the mean AP over the ground-truth identities.
+are ignored (not checked either). mAP is the mean AP over the ground-truth identities.
+Identity IDs are compared as integers (``07`` is identity 7).
+
+Names: a :class:`~core.formats.GroundTruth` and :func:`~core.formats.read_submission`
+already hold canonical names (one ``.mp4`` stripped); names given in plain dicts
+are stripped of at most one ``.mp4`` here, exactly once, so ``X.mp4.mp4`` is never
+the video ``X.mp4``.
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ def _dedupe(ranked: Iterable[str]) -> list[str]:
 
 def _gt_sets(gt) -> dict[int, set[str]]:
     """``{identity: set of canonical videos}`` from a GroundTruth or a mapping."""
-    if hasattr(gt, "by_identity"):
-        items = gt.by_identity().items()
-    elif isinstance(gt, Mapping):
+    if hasattr(gt, "by_identity"):  # names already canonical: never strip a second .mp4
+        return {int(i): set(vids) for i, vids in gt.by_identity().items()}
+    if isinstance(gt, Mapping):
         items = gt.items()
     else:
         raise TypeError(
@@ -96,24 +102,32 @@ def per_identity_ap(gt, submission: Mapping[int, Sequence[str]]) -> dict[int, fl
     ----------
     gt : GroundTruth or dict[int, iterable of str]
     submission : dict[int, sequence of str]
-        Ranked videos per identity, best first. Lines for identities not in the
-        ground truth are ignored (but still checked for the 100-video limit).
+        Ranked videos per identity, best first (names as written: one ``.mp4`` is
+        stripped). Lines for identities not in the ground truth are ignored.
 
     Examples
     --------
     >>> per_identity_ap({1: ["a"], 2: ["b", "c"]}, {1: ["a"], 3: ["b"]})
     {1: 1.0, 2: 0.0}
     """
-    sets = _gt_sets(gt)
-    lines = {}
-    for identity, ranked in submission.items():
-        videos = _dedupe(ranked)
-        _check_line(int(identity), videos)
-        lines[int(identity)] = videos
-    return {
-        i: (_ap(lines[i], rel, len(rel)) if i in lines else 0.0)
-        for i, rel in sorted(sets.items())
-    }
+    lines = {int(i): _dedupe(ranked) for i, ranked in submission.items()}
+    return _per_identity(_gt_sets(gt), lines)
+
+
+def _per_identity(sets: dict[int, set[str]], lines: Mapping[int, list[str]]) -> dict[int, float]:
+    """AP per ground-truth identity; ``lines`` de-duplicated, names canonical.
+
+    Only lines of ground-truth identities are checked for the 100-video rule: the
+    official script ignores every other line.
+    """
+    out = {}
+    for i, rel in sorted(sets.items()):
+        if i in lines:
+            _check_line(i, lines[i])
+            out[i] = _ap(lines[i], rel, len(rel))
+        else:
+            out[i] = 0.0
+    return out
 
 
 def mean_average_precision(gt, submission: Mapping[int, Sequence[str]]) -> float:
@@ -147,11 +161,12 @@ def evaluate_files(gt_path: str | os.PathLike, submission_path: str | os.PathLik
     from core.io.formats import read_ground_truth, read_submission
 
     gt = read_ground_truth(gt_path)
-    sub = read_submission(submission_path)
     sets = _gt_sets(gt)
     if not sets:
         raise DataError(f"{gt_path}: ground truth holds no identities")
-    aps = per_identity_ap(sets, sub)
+    sub = read_submission(submission_path, identities=sets)
+    # both sides hold canonical names: de-duplicate without stripping a second .mp4
+    aps = _per_identity(sets, {i: list(dict.fromkeys(v)) for i, v in sub.items() if i in sets})
     return {
         "mAP": float(np.mean(list(aps.values()))),
         "per_identity": aps,

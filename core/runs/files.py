@@ -91,14 +91,19 @@ def dumps_json(obj: Any) -> str:
 
 def read_json(path: Path) -> Any:
     """Parse a JSON file of a run; a corrupt one raises DataError naming it."""
+    from core.io.safe_pickle import open_regular
+
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular(path, "JSON") as fh:  # a pipe or device would never end
+            text = fh.read().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason})") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: corrupt JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:  # "[[[[..." 100,000 deep
+        raise DataError(f"{path}: not a run file: JSON nested too deeply") from None
 
 
 def read_json_dict(path: Path) -> dict:

@@ -31,37 +31,64 @@ class _Ensemble:
             raise DataError(f"{run.path}: run is {state}, not complete; cannot predict with it")
         available = run.completed_folds()
         if folds is None:
-            # The refit models (trained on every video) when the run has them, else
-            # the cross-validated fold models.
-            n_folds = int(run.config().get("folds", 0) or 0)
-            refits = [k for k in available if k >= n_folds] if n_folds else []
-            chosen = refits or list(available)
-        else:
-            chosen = [int(k) for k in folds]
+            # A complete run has every fold and every refit (docs/RECOGNITION.md): one
+            # deleted or half-written is damage, never "predict with fewer" without a word.
+            n_folds = run.config().get("folds")
+            if isinstance(n_folds, bool) or not isinstance(n_folds, int) or n_folds < 1:
+                raise DataError(f"{run.path}/config.json: 'folds' is {n_folds!r}, not a count")
+            n_refit = (run.summary() or {}).get("refit_models", 0)
+            if isinstance(n_refit, bool) or not isinstance(n_refit, int) or n_refit < 0:
+                raise DataError(f"{run.path}/summary.json: 'refit_models' is {n_refit!r}, not a count")
+            expected = list(range(n_folds + n_refit))
+            if available != expected:
+                lost = sorted(set(expected) - set(available))
+                raise DataError(f"{run.path}: run is damaged: model(s) {lost or available} of "
+                                f"{n_folds} folds + {n_refit} refits missing or incomplete "
+                                f"(fold_K.pt + fold_K.done.json)")
+        # Default: every model of the run, the cross-validated folds and the refits on
+        # every video alike (docs/RECOGNITION.md: the ensemble of both beat either).
+        chosen = list(available) if folds is None else [int(k) for k in folds]
         missing = sorted(set(chosen) - set(available))
         if missing or not chosen:
             raise DataError(f"{run.path}: fold(s) {missing or chosen} not available "
                             f"(complete folds: {available})")
         self.run = run
         self.payloads = [run.load_fold(k) for k in chosen]
+        self.identity_ids = _check_payloads(run, chosen, self.payloads)
         self.config = TrainConfig.from_dict(self.payloads[0]["config"])
-        self.identity_ids = np.asarray(self.payloads[0]["meta"]["identity_ids"], dtype=np.int64)
         # Predict wherever we are: a run trained on CUDA still predicts on a CPU-only host.
         self.device = "cpu" if self.config.device == "cpu" else resolve_device("auto")
-        refit = any(p["meta"].get("refit") for p in self.payloads)
-        self.weights = fold_weights([p["val_map"] for p in self.payloads],
-                                    "sum" if refit else self.config.ensemble)
+        # A refit model has no held-out score: it weighs as much as the mean fold model.
+        maps = np.array([p["val_map"] for p in self.payloads], dtype=np.float64)
+        if np.isnan(maps).any():
+            known = maps[~np.isnan(maps)]
+            maps[np.isnan(maps)] = known.mean() if len(known) else 1.0
+        self.weights = fold_weights(maps.tolist(), self.config.ensemble)
         self.models: list = []
         self.knn_ref = None
         if not get_method(self.config.method).trains_network:
             ref = run.load_array("knn_reference")
-            self.knn_ref = (ref["X"], ref["ids"], self.identity_ids)
+            X, ids = ref.get("X"), ref.get("ids")
+            where = f"{run.path}/knn_reference.npz"
+            if X is None or ids is None or X.ndim != 2 or ids.shape != (X.shape[0],):
+                raise DataError(f"{where}: expected arrays X (n, d) and ids (n,)")
+            if not np.issubdtype(X.dtype, np.floating) or not np.isfinite(X).all():
+                raise DataError(f"{where}: X holds NaN, inf or non-numbers")
+            if not np.isin(ids, self.identity_ids).all():
+                raise DataError(f"{where}: ids name identities absent from the run's identity list")
+            self.knn_ref = (X, ids, self.identity_ids)
             self.weights = np.ones(1)  # one reference set: all labelled videos
         else:
             from core.learn.model import model_from_checkpoint
 
-            self.models = [model_from_checkpoint(p["meta"]["model_config"], p["state_dict"]).to(self.device)
-                           for p in self.payloads]
+            self.models = []
+            for k, p in zip(chosen, self.payloads):
+                try:
+                    net = model_from_checkpoint(p["meta"]["model_config"], p["state_dict"])
+                except (RuntimeError, TypeError, ValueError, KeyError) as exc:
+                    raise DataError(f"{run.path}/fold_{k}.pt: weights do not fit the model: "
+                                    f"{' '.join(str(exc).split())[:160]}") from None
+                self.models.append(net.to(self.device))
 
     def score_blocks(self, frames: FrameSet, *, views: bool | None,
                      progress: ProgressFn | None) -> tuple[np.ndarray, Iterator[tuple[np.ndarray, np.ndarray]]]:
@@ -100,6 +127,58 @@ class _Ensemble:
         if self.knn_ref is not None:
             return int(self.knn_ref[0].shape[1])
         return int(self.payloads[0]["meta"]["model_config"]["in_dim"])
+
+
+def _check_payloads(run, chosen: Sequence[int], payloads: list[dict]) -> np.ndarray:
+    """The identity IDs shared by every fold; DataError naming the fold file otherwise.
+
+    Refuses what would give an empty or wrong submission: missing entries, NaN or
+    inf weights or validation mAP, an identity list that is not the same in every
+    fold, or that does not match the model's number of classes.
+    """
+    import torch
+
+    first = None
+    for k, p in zip(chosen, payloads):
+        where = f"{run.path}/fold_{k}.pt"
+        for key in ("config", "state_dict", "meta", "val_map"):
+            if key not in p:
+                raise DataError(f"{where}: checkpoint has no {key!r} entry")
+        meta, state = p["meta"], p["state_dict"]
+        if not isinstance(meta, dict) or not isinstance(state, dict) or not isinstance(p["config"], dict):
+            raise DataError(f"{where}: checkpoint entries 'config', 'meta', 'state_dict' must be dicts")
+        raw = meta.get("identity_ids")
+        try:
+            ids = np.asarray(raw, dtype=np.int64)
+        except (TypeError, ValueError, OverflowError):
+            raise DataError(f"{where}: identity list is not a list of integers") from None
+        if ids.ndim != 1 or ids.size == 0 or (ids < 1).any() or len(np.unique(ids)) != ids.size:
+            raise DataError(f"{where}: identity list must be distinct integers >= 1, "
+                            f"got {ids.size} entries")
+        if first is None:
+            first = ids
+        elif not np.array_equal(ids, first):
+            raise DataError(f"{where}: identity list ({ids.size} identities) differs from "
+                            f"fold {chosen[0]}'s ({first.size})")
+        val = p["val_map"]
+        if isinstance(val, bool) or not isinstance(val, (int, float)) or not np.isfinite(val):
+            raise DataError(f"{where}: val_map is {val!r}, not a finite number")
+        for name, t in state.items():
+            if not isinstance(t, torch.Tensor):
+                raise DataError(f"{where}: weight {str(name)[:60]!r} is not a tensor")
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise DataError(f"{where}: weight {str(name)[:60]!r} holds NaN or inf")
+        mc = meta.get("model_config")
+        if meta.get("method", "knn") != "knn":
+            if not isinstance(mc, dict) or not isinstance(mc.get("n_classes"), int):
+                raise DataError(f"{where}: no model_config with n_classes")
+            C, K = ids.size, meta.get("n_clusters", 0)
+            want = C if meta.get("method") == "nn" else 2 * C + (K if isinstance(K, int) else -10**9)
+            if mc["n_classes"] != want:
+                raise DataError(f"{where}: the model has {mc['n_classes']} classes but the identity "
+                                f"list holds {C} identities ({meta.get('method')}: expected {want})")
+    assert first is not None
+    return first
 
 
 def predict_scores(run_dir: str | os.PathLike, frames: FrameSet, *, views: bool | None = None,

@@ -41,7 +41,7 @@ import numpy as np
 
 from core.atomic import atomic_open, atomic_write_text
 from core.errors import DataError
-from core.io.safe_pickle import plain_arrays, torch_safe_globals
+from core.io.safe_pickle import PickleTooBig, plain_arrays, torch_safe_globals
 from core.runs.liveness import pid_alive, process_start_ticks
 from core.runs.files import (fold_progress, CANCEL, CONFIG, FOLD_RE, METRICS, STALE_AFTER_S, STATES, STATUS,
                             SUMMARY, age_seconds, dumps_json, effective_state, json_default,
@@ -80,8 +80,10 @@ def _safe_name(name: str, suffix: str) -> str:
 
 
 def _sha256(path: Path) -> str:
+    from core.io.safe_pickle import open_regular
+
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular(path, "checkpoint") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -342,6 +344,12 @@ class Run:
             raise DataError(f"{pt}: missing although its .done marker exists")
         if verify and info.get("bytes") is not None and pt.stat().st_size != info["bytes"]:
             raise DataError(f"{pt}: {pt.stat().st_size} bytes, its .done marker says {info['bytes']}")
+        if verify and info.get("sha256") is not None and _sha256(pt) != info["sha256"]:
+            raise DataError(f"{pt}: contents differ from the checksum in its .done marker "
+                            f"(damaged or replaced)")
+        from core.io.safe_pickle import require_file
+
+        require_file(pt, "checkpoint")  # a pipe or device in its place: refused, not read
         try:
             with torch.serialization.safe_globals(torch_safe_globals()):
                 obj = torch.load(pt, map_location=map_location, weights_only=True)
@@ -349,7 +357,10 @@ class Run:
             raise DataError(f"{pt}: cannot load checkpoint: {' '.join(str(exc).split())[:200]}") from None
         if not isinstance(obj, dict):
             raise DataError(f"{pt}: expected a dict checkpoint, got {type(obj).__name__}")
-        return plain_arrays(obj)  # guarded stand-in arrays -> plain ndarrays
+        try:
+            return plain_arrays(obj, pt.stat().st_size)  # guarded stand-in arrays -> plain ndarrays
+        except PickleTooBig as exc:
+            raise DataError(f"{pt}: refused: {exc}") from None
 
     # -- arrays and JSON documents -----------------------------------------------------
     def save_array(self, name: str, **arrays: Any) -> None:
@@ -370,6 +381,9 @@ class Run:
     def load_array(self, name: str) -> dict[str, np.ndarray]:
         """Load ``NAME.npz`` as a dict of arrays; a corrupt file raises DataError."""
         p = self.path / _safe_name(name, ".npz")
+        from core.io.safe_pickle import require_file
+
+        require_file(p, "array (.npz)")
         try:
             with np.load(p, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}

@@ -28,8 +28,10 @@ CENTRE_SHIFT = 1.0              # common shift in manifold space: crowds the cen
 VIDEO_OFFSET = (0.5, 0.8)       # offset norm, uniform range
 MANIFOLD_OFFSET = 0.4           # part of the offset lying in the identity manifold
 FRAMES_SIGMA = 0.95             # faces per video: lognormal with this sigma
-# Frames: quality ~ N(video base ~ N(78, 18), 22), except "bad" frames ~ U(-30, 40).
-BAD_SHARE = (0.6, 2.0)          # Beta(a, b): share of bad frames per video
+# Frames: quality ~ N(video base ~ N(BASE_QUALITY, 18), 22), except "bad" frames ~ U(-30, 40);
+# the mix gives a mean near 80, as in the real 2019 set.
+BASE_QUALITY = 95.0
+BAD_SHARE = (0.6, 3.0)          # Beta(a, b): share of bad frames per video (mean 1/6)
 BAD_MID, BAD_WIDTH = 35.0, 8.0  # quality where frames turn bad (logistic), how sharply
 FRAME_NOISE = (0.5, 1.5)        # frame noise norm: all frames, extra for bad frames
 GENERIC_PULL = 0.95             # how far the worst frames drift to the average face...
@@ -170,7 +172,7 @@ def plan_videos(cfg: Preset, people: dict, id_videos: list[np.ndarray],
         "offset_norm": np.where(rng.random(n) < cfg.hard_share, rng.uniform(*cfg.hard_offset, n),
                                 rng.uniform(*VIDEO_OFFSET, n)),
         "frame_noise": np.full(n, cfg.frame_noise, np.float32),
-        "base_quality": rng.normal(78.0, 18.0, n),
+        "base_quality": rng.normal(BASE_QUALITY, 18.0, n),
         "bad_share": rng.beta(*BAD_SHARE, n),
         "wrong_share": rng.uniform(*WRONG_PERSON, n),
     }

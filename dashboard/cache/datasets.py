@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.errors import DataError
+from core.errors import DataError, short_message
 from core.paths import cache_root, runs_root  # the one rule of where things live
 from dashboard.cache.sources import demo_spec
 from dashboard.dataset_spec import (
@@ -87,11 +87,14 @@ def friendly_error(exc: BaseException) -> str:
     '/x/face_val.pickle: no such file'
     """
     if isinstance(exc, FileNotFoundError) and exc.filename:
-        return f"{exc.filename}: no such file"
-    if isinstance(exc, PermissionError) and exc.filename:
-        return f"{exc.filename}: permission denied"
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
+        text = f"{exc.filename}: no such file"
+    elif isinstance(exc, PermissionError) and exc.filename:
+        text = f"{exc.filename}: permission denied"
+    else:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+    # an upload is named as the user named it, never by the folder it was saved in
+    uploads = re.escape(str(cache_root() / "uploads")) + r"/[0-9a-f]{16}/"
+    return short_message(re.sub(uploads, "", text))
 
 
 # --------------------------------------------------------------------------- loading
