@@ -172,7 +172,7 @@ def _identity_section(spec, rs: oof.OutOfFold, truth: dict[str, int], ap: pd.Dat
     m[0].metric("AP", f"{float(row['AP'].iloc[0]):.4f}" if len(row) else "–")
     m[1].metric("ground-truth videos", n_gt)
     m[2].metric("hits in top 100", int((top["kind"] == "hit").sum()))
-    m[3].metric("wrong videos above a true one", f"{int(top['costs_ap'].sum())} of {len(top)}",
+    m[3].metric("intruders", f"{int(top['costs_ap'].sum())} of {len(top)}",
                 help="Videos of its top 100 that are not this identity yet rank above one of "
                      "its ground-truth videos: each of them lowers the AP")
     m[4].metric("missed", len(missed))
