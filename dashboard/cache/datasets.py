@@ -25,6 +25,7 @@ clusters), :mod:`dashboard.cache.map` (Map), and the run store's reads
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
