@@ -60,6 +60,11 @@ def test_data_page_shows_demo_counts(app_env):
     assert len(at.get("plotly_chart")) == 5
     assert float(m["Default (quality) 5-NN val mAP"]) > 0.5
     assert at.session_state["dataset"].kind == "demo"
+    # Modality coverage: every modality file of the demo, faceless videos counted.
+    cov = next(d.value for d in at.dataframe if "faceless" in d.value.columns)
+    assert cov["split"].tolist() == ["train", "val", "test"]
+    assert (cov[["face", "head", "body", "audio"]] > 0).all().all()
+    assert cov["faceless"].sum() == (lengths == 0).sum()
 
 
 def test_folder_without_files_shows_error_and_keeps_dataset(app_env, tmp_path):

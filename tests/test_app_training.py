@@ -36,6 +36,8 @@ def test_page_renders_with_no_runs(env):
     at = open_page(PAGE)
     assert not at.exception, [e.value for e in at.exception]
     assert at.radio(key="training_method").options == ["knn", "nn", "noise"]
+    # every modality of the demo is offered and chosen by default
+    assert at.multiselect(key="training_modalities").value == ["face", "head", "body", "audio"]
     assert any(b.label == "Launch training" for b in at.button)
     assert any("No runs yet" in i.value for i in at.info)
     # without a clustering chosen on the Noise clusters page: automatic (default) or manual
@@ -56,6 +58,7 @@ def test_launch_kill_resume(env):
     assert run_dir.parent == env.runs and "-knn-" in run_dir.name
     cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["method"] == "knn" and cfg["folds"] == 3
+    assert cfg["modalities"] == ["face", "head", "body", "audio"]  # the form's default
     assert [d["split"] for d in cfg["data"]] == ["train", "val"]
     # The training runs in another process: kill it hard, the run must read interrupted.
     pid = Run.open(run_dir).status["pid"]

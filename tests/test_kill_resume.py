@@ -79,7 +79,7 @@ def _result(out: Path) -> dict:
     assert run.state == "complete"
     return {"summary": run.summary(), "oof": run.load_array("oof"),
             "ap": run.load_json("per_identity_ap"),
-            "folds": [run.load_fold(k) for k in range(FOLDS)],
+            "folds": [run.load_fold(k) for k in run.completed_folds()],  # folds and refits
             "metrics": run.metrics()[["fold", "epoch", "loss", "val_map"]]}
 
 
@@ -139,6 +139,8 @@ def test_sigkill_at_random_points_then_resume(tiny_demo: Path, tmp_path: Path):
             assert torch.equal(a["state_dict"][name], tensor), name
     # Metric rows of folds cut short were dropped: the history equals the reference.
     g, w = got["metrics"], want["metrics"]
-    assert len(g) == len(w) == n_rows
+    refit_rows = want["summary"]["refit_models"] * want["summary"]["refit_epochs"]
+    assert len(g) == len(w) == n_rows + refit_rows
+    assert len(got["folds"]) == len(want["folds"]) == FOLDS + want["summary"]["refit_models"]
     np.testing.assert_array_equal(g.sort_values(["fold", "epoch"]).to_numpy(),
                                   w.sort_values(["fold", "epoch"]).to_numpy())

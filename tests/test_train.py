@@ -180,14 +180,14 @@ def test_noise_training_beats_chance_on_tiny(noise_run, tiny_demo, tmp_path):
     run, cfg, summary = noise_run
     assert run.state == "complete"
     # the cross-validated folds, then the refit on every video (checkpoint index `folds`)
-    assert sorted(run.completed_folds()) == [0, 1, 2, 3]
-    assert run.fold_info(3)["refit"] and not run.fold_info(0)["refit"]
+    assert sorted(run.completed_folds()) == [0, 1, 2, 3, 4]
+    assert run.fold_info(3)["refit"] and run.fold_info(4)["refit"] and not run.fold_info(0)["refit"]
     assert summary["n_clusters"] and max(summary["n_clusters"]) > 0  # noise classes in play
-    assert summary["refit_models"] == 1 and 1 <= summary["refit_epochs"] <= cfg.epochs
+    assert summary["refit_models"] == cfg.refit == 2 and 1 <= summary["refit_epochs"] <= cfg.epochs
     m = run.metrics()
-    folds, refit = m[m["fold"] < cfg.folds], m[m["fold"] == cfg.folds]
+    folds, refit = m[m["fold"] < cfg.folds], m[m["fold"] >= cfg.folds]
     assert len(folds) == cfg.folds * cfg.epochs and folds["val_map"].between(0, 1).all()
-    assert len(refit) == summary["refit_epochs"] and refit["val_map"].isna().all()
+    assert len(refit) == 2 * summary["refit_epochs"] and refit["val_map"].isna().all()
     sub = tmp_path / "sub.txt"
     ranking = predict_submission(run.path, tiny_demo / "face_test.pickle", sub)
     gt = read_ground_truth(tiny_demo / "test_gt.txt")
@@ -228,8 +228,8 @@ def test_same_seed_same_scores_and_resume_equals_uninterrupted(noise_run, tiny_d
     assert np.array_equal(S1, S2)
     assert s1["mAP"] == s2["mAP"]
 
-    # Interrupt run2 after fold 0: drop the later folds, then resume.
-    for k in (1, 2):
+    # Interrupt run2 after fold 0: drop the later folds and the refits, then resume.
+    for k in (1, 2, 3, 4):
         (run2.path / f"fold_{k}.done.json").unlink()
         (run2.path / f"fold_{k}.pt").unlink()
     (run2.path / "summary.json").unlink()

@@ -68,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
         if close:
             close()
     n_videos = len({v for vids in ranking.values() for v in vids})
+    mods = run_.config().get("modalities") or ["face"]
     line = f"{args.out}: {len(ranking)} identities, {n_videos} distinct videos ranked"
+    if list(mods) != ["face"]:
+        line += f" from {', '.join(mods)}"
     if gt is not None:  # scored from the file as written, exactly as `vidid evaluate`
         from core.learn.metrics import evaluate_files
 

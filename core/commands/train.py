@@ -27,7 +27,7 @@ _OPTIONS = {
     "min_samples": "min_samples", "seed": "seed", "batch_size": "batch_size", "lr": "lr",
     "ensemble": "ensemble", "weighting": "weighting", "min_quality": "min_quality",
     "min_det": "min_det", "knn_k": "knn_k", "knn_agg": "knn_agg", "device": "device",
-    "refit": "refit",
+    "refit": "refit", "fusion": "fusion",
 }
 # Options that may change when resuming (they do not change the result).
 _RESUME_FREE = ("device",)
@@ -76,6 +76,12 @@ def register(subparsers) -> None:
     g.add_argument("--min-det", type=finite_float, default=None, help="drop frames under this detection score")
     g.add_argument("--knn-k", type=bounded_int(10**6), default=None, metavar="K", help=f"knn: neighbours per identity ({D.knn_k})")
     g.add_argument("--knn-agg", choices=("mean", "max", "sum"), default=None, help=f"knn: aggregation ({D.knn_agg})")
+    g.add_argument("--modalities", default=None, metavar="LIST",
+                   help="modalities to use, e.g. face,head,body,audio (their files sit beside each "
+                        "face pickle: face_val.pickle -> head_val.pickle ...); default: every "
+                        "modality found for every --data pair; 'face' is the face-only method")
+    g.add_argument("--fusion", choices=("gated", "concat"), default=None,
+                   help=f"how modalities are combined by the network ({D.fusion})")
     g.add_argument("--device", default=None, help=f"auto (CUDA when present), cpu, cuda[:N] ({D.device})")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -96,7 +102,7 @@ def _check_device(device: str) -> None:
     if device.startswith("cuda"):
         import torch
 
-        from core.train_config import resolve_device
+        from core.learn.config import resolve_device
 
         resolve_device(device)
         index = device.partition(":")[2]
@@ -146,11 +152,19 @@ def _load_data(entries: list[dict], cfg: dict, progress) -> Any:
     from core.features import dataset
 
     pool_opts = {k: cfg[k] for k in ("weighting", "min_quality", "min_det") if k in cfg}
+    mods = tuple(cfg.get("modalities") or ("face",))
     parts = []
     for i, e in enumerate(entries):
         def part_progress(f: float, m: str = "", i: int = i) -> None:
             progress((i + f) / len(entries), f"{e['split']}: {m}" if m else e["split"])
 
+        if mods != ("face",):
+            from core.features.modalities import open_multimodal
+
+            parts.append(open_multimodal(e["feats"], e.get("gt"), modalities=mods,
+                                         split=e.get("split", ""), progress=part_progress,
+                                         **pool_opts))
+            continue
         parts.append(dataset.open_split(e["feats"], e.get("gt"), split=e.get("split", ""),
                                         progress=part_progress, **pool_opts))
     return parts[0] if len(parts) == 1 else dataset.concat(parts)
@@ -167,6 +181,7 @@ def _plan_new_run(args: argparse.Namespace):
     cfg = TrainConfig(**_overrides(args))  # validates every option
     _check_device(cfg.device)
     entries = _data_entries(args.data)
+    cfg, args.modalities_note = _with_modalities(cfg, args.modalities, entries)
     doc = cfg.to_dict()
     doc["data"] = entries
     if args.out is None:
@@ -180,6 +195,31 @@ def _plan_new_run(args: argparse.Namespace):
             hint = "" if state == "complete" else f"; finish it with 'vidid train --resume {path}'"
             raise ValueError(f"{path}: already holds a {state} run{hint}")
     return path, doc, cfg, entries
+
+
+def _with_modalities(cfg, requested: str | None, entries: list[dict]):
+    """(``cfg`` with the modalities to use, a line saying which): those asked for (their
+    files must exist beside every face pickle), else every modality found beside every one."""
+    from dataclasses import replace
+
+    from core.errors import DataError
+    from core.io.modalities import MODALITIES, check_modalities, sibling_paths
+
+    found = {e["feats"]: sibling_paths(e["feats"]) for e in entries}
+    common = tuple(m for m in MODALITIES if all(m in f for f in found.values()))
+    if requested is None:
+        mods = common
+        how = "found beside every --data file" if len(mods) > 1 else "no other modality found"
+    else:
+        mods = check_modalities(requested)
+        for feats, f in found.items():
+            missing = [m for m in mods if m not in f]
+            if missing:
+                raise DataError(f"{feats}: no {missing[0]} features beside it (looked for "
+                                f"{missing[0]}_*.pickle by swapping the 'face_' prefix)")
+        how = "--modalities"
+    args_note = f"modalities: {', '.join(mods)} ({how})"
+    return replace(cfg, modalities=mods), args_note
 
 
 def _check_trainable(data, entries: list[dict], cfg=None) -> None:
@@ -291,6 +331,10 @@ def run(args: argparse.Namespace) -> int:
         run_ = runs.Run.create(path, doc)
     print(f"{'resuming' if resume else 'run'} {run_.path} ({cfg.method}, {cfg.folds} folds)",
           file=sys.stderr)
+    if getattr(args, "modalities_note", None):  # said once the data has loaded
+        print(args.modalities_note, file=sys.stderr)
+    elif resume and cfg.modalities:
+        print(f"modalities: {', '.join(cfg.modalities)} (from the run)", file=sys.stderr)
 
     def on_sigterm(signum, frame):  # a kill from the dashboard or a scheduler: like Ctrl-C
         raise KeyboardInterrupt

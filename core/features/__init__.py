@@ -8,10 +8,11 @@ into :class:`LabelledVideos`; :mod:`core.features.projection` is the cached UMAP
 """
 
 from core.features.dataset import LabelledVideos, concat, open_split, subset_frames
+from core.features.modalities import ModalFeatures, open_multimodal
 from core.features.pooled_videos import PooledVideos, load_pooled, save_pooled
 from core.features.pooling import VIEWS, WEIGHTINGS, augment_noise, frame_weights, pool_videos, pool_views
 from core.features.segment_means import pool_segments
 
-__all__ = ["VIEWS", "WEIGHTINGS", "LabelledVideos", "PooledVideos", "augment_noise", "concat",
+__all__ = ["VIEWS", "WEIGHTINGS", "LabelledVideos", "ModalFeatures", "open_multimodal", "PooledVideos", "augment_noise", "concat",
            "frame_weights", "load_pooled", "open_split", "pool_segments", "pool_videos", "pool_views",
            "save_pooled", "subset_frames"]

@@ -35,6 +35,8 @@ class LabelledVideos:
     split : (n,) str array, the split each video came from
     frames : FrameSet whose video ``i`` is row ``i`` here (for views / augmentation)
     pooled : PooledVideos (names, X, n_frames, mean_quality, skipped ``empty``)
+    modal : ModalFeatures (:mod:`core.features.modalities`) of multimodal data: every
+        modality's pooled block and presence mask, row-aligned; None for faces only
     """
 
     names: np.ndarray
@@ -43,6 +45,7 @@ class LabelledVideos:
     split: np.ndarray
     frames: FrameSet
     pooled: PooledVideos
+    modal: object = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -250,6 +253,13 @@ def concat(parts: Sequence[LabelledVideos]) -> LabelledVideos:
         empty=[e for p in parts for e in p.pooled.empty],
         options=dict(parts[0].pooled.options),
     )
+    modal = None
+    if any(p.modal is not None for p in parts):
+        if any(p.modal is None for p in parts):
+            raise ValueError("cannot concatenate multimodal splits with face-only ones")
+        from core.features.modalities import concat_modal
+
+        modal = concat_modal([p.modal for p in parts])
     return LabelledVideos(
         names=names,
         X=pooled.X,
@@ -257,4 +267,5 @@ def concat(parts: Sequence[LabelledVideos]) -> LabelledVideos:
         split=np.concatenate([p.split for p in parts]),
         frames=_concat_frames([p.frames for p in parts]),
         pooled=pooled,
+        modal=modal,
     )

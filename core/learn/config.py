@@ -19,6 +19,10 @@ ProgressFn = Callable[[float, str], None]
 
 
 
+#: Options of multimodal runs, left out of a face-only config's dict.
+_MULTIMODAL_KEYS = ("modalities", "modal_dims", "fusion", "modal_dropout")
+
+
 class TrainingCancelled(Exception):
     """Raised between epochs when the run's cancel flag is set."""
 
@@ -61,6 +65,10 @@ class TrainConfig:
     ensemble : "sum" | "map_weighted"; views : test-time views (max over views)
     knn_k, knn_agg : KNN baseline options
     seed, device ("auto" = CUDA when present), top_k_store (classes kept per video)
+    modalities : the modalities the run uses (core.io.modalities.MODALITIES); None = every
+        one the data holds; ("face",) is the face-only method, unchanged.
+        modal_dims: their dimensions (set by fit); fusion: "concat" | "gated" and
+        modal_dropout: training modality dropout (core.learn.fusion)
     threads : CPU threads of torch while training (None = torch's default, all cores).
         Measured on 2 cores, demo noise run: 13-16 s with 2 threads vs 22-27 s with 1
         at load ~2; but when the cores are heavily oversubscribed, busy-waiting OpenMP
@@ -100,6 +108,10 @@ class TrainConfig:
     top_k_store: int = 20
     threads: int | None = None
     refit: int = 2
+    modalities: tuple[str, ...] | None = None
+    modal_dims: tuple[int, ...] | None = None
+    fusion: str = "concat"
+    modal_dropout: float = 0.2
 
     def __post_init__(self) -> None:
         if self.method not in method_names():
@@ -124,12 +136,30 @@ class TrainConfig:
             raise ValueError(f"eps must be > 0 (or None for automatic), got {self.eps}")
         if not 0 <= self.m < math.pi / 2:
             raise ValueError(f"margin m must be in [0, pi/2), got {self.m}")
+        if self.modalities is not None:
+            from core.io.modalities import check_modalities
+
+            self.modalities = check_modalities(self.modalities)
+        if self.modal_dims is not None:
+            self.modal_dims = tuple(int(d) for d in self.modal_dims)
+        if self.fusion not in ("gated", "concat"):
+            raise ValueError(f"unknown fusion {self.fusion!r}; choose one of gated, concat")
+        if not 0 <= self.modal_dropout < 1:
+            raise ValueError(f"modal_dropout must be in [0, 1), got {self.modal_dropout}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
 
     def to_dict(self) -> dict:
-        """Plain dict (JSON-able)."""
-        return asdict(self)
+        """Plain dict (JSON-able). A face-only config leaves the multimodal keys out, so
+        its checkpoints are those of the face-only code, byte for byte."""
+        d = asdict(self)
+        if self.modalities is None or tuple(self.modalities) == ("face",):
+            for key in _MULTIMODAL_KEYS:
+                d.pop(key)
+        else:
+            d["modalities"] = list(self.modalities)
+            d["modal_dims"] = None if self.modal_dims is None else list(self.modal_dims)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":

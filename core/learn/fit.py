@@ -16,6 +16,7 @@ from core.learn.config import (TrainConfig, TrainingCancelled, auto_batch_size, 
                                resolve_device)
 from core.learn.scoring import frame_rows_of, pool_opts, score_views, view_stack
 from core.learn.folds import random_folds, stratified_folds
+from core.learn import fusion
 from core.learn.methods import get_method
 
 ProgressFn = Callable[[float, str], None]
@@ -41,7 +42,7 @@ class _Prepared:
 
 def _prepare(config: TrainConfig, data, noise_labels: np.ndarray | None) -> _Prepared:
     names = np.asarray(data.names, dtype=object)
-    X = np.ascontiguousarray(data.X, dtype=np.float32)
+    X = fusion.training_matrix(config, data)
     ids = np.asarray(data.ids, dtype=np.int64)
     if X.ndim != 2 or len(X) != len(names) or ids.shape != (len(names),):
         raise DataError(f"training data: X {X.shape}, ids {ids.shape} and {len(names)} names disagree")
@@ -76,8 +77,16 @@ def _prepare(config: TrainConfig, data, noise_labels: np.ndarray | None) -> _Pre
                             f"{len(noise_rows)} (one per distractor) or {len(ids)} (one per video)")
         clusters = nl
     else:
-        clusters, noise_eps = cluster_distractors(X[noise_rows], config.eps, config.min_samples)
-    frames = getattr(data, "frames", None)
+        Xc, clusterable = fusion.cluster_matrix(config, data)
+        if clusterable is None:
+            clusters, noise_eps = cluster_distractors(Xc[noise_rows], config.eps, config.min_samples)
+        else:  # multimodal: faces where present; the others start on shadow classes
+            rows = noise_rows[clusterable[noise_rows]]
+            clusters = np.full(len(noise_rows), -1, dtype=np.int64)
+            if len(rows):
+                c, noise_eps = cluster_distractors(Xc[rows], config.eps, config.min_samples)
+                clusters[clusterable[noise_rows]] = c
+    frames = getattr(data, "frames", None) if fusion.uses_face_frames(config) else None
     frame_rows = frame_rows_of(frames, names) if frames is not None else np.arange(len(names))
     return _Prepared(names, X, ids, frames, frame_rows, identity_ids, class_of, fold,
                      noise_rows, clusters, noise_eps)
@@ -92,14 +101,18 @@ def _noise_training_set(config: TrainConfig, p: _Prepared, k: int, rng: np.rando
     y, dynamic = noise_targets(cl, C)
     y[dynamic] = random_shadow_labels(int(dynamic.sum()), C, K, rng=rng)
     X = p.X[rows]
-    if config.augment and p.frames is not None and len(rows) >= 2:
+    # augmentation joins and cuts face frames: distractors without a face take no part
+    framed = rows if p.frames is None or not fusion.is_multimodal(config) else \
+        rows[np.diff(np.asarray(p.frames.offsets))[p.frame_rows[rows]] > 0]
+    if config.augment and p.frames is not None and len(framed) >= 2:
         from core.features.pooling import augment_noise
 
         n_default = max(1, len(rows) // 4)
         n_join = n_default if config.n_join is None else config.n_join
         n_cut = n_default if config.n_cut is None else config.n_cut
-        X_aug, sources = augment_noise(p.frames, p.frame_rows[rows], rng=rng, n_join=n_join,
+        X_aug, sources = augment_noise(p.frames, p.frame_rows[framed], rng=rng, n_join=n_join,
                                        n_cut=n_cut, **pool_opts(config))
+        X_aug = fusion.widen_face_rows(config, X_aug)
         if len(sources):
             # A cut piece shows the same person as its source: inherit a cluster class.
             label_of = {str(p.names[r]): (int(t), bool(d)) for r, t, d in zip(rows, y, dynamic)}
@@ -218,6 +231,7 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
 
     t_start = time.perf_counter()
     device = resolve_device(config.device)
+    config = fusion.resolve_config(config, data)
     run.heartbeat(0.0, "prepare")
     report(0.0, "preparing folds")
     p = _prepare(config, data, noise_labels)
@@ -257,7 +271,8 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
         n_classes = method.n_classes(C, K)
         mc = ModelConfig(in_dim=p.X.shape[1], emb_dim=config.emb_dim, n_classes=n_classes,
                          s=config.s, m=config.m, batch_norm=config.batch_norm,
-                         dropout=config.dropout, head_init=config.head_init)
+                         dropout=config.dropout, head_init=config.head_init,
+                         **fusion.model_options(config))
         fd = FoldData(X=torch.as_tensor(X_tr, device=device), y=y_tr, dynamic=dyn,
                       n_identities=C, n_clusters=K, n_classes=n_classes,
                       X_val=torch.as_tensor(p.X[val_rows], device=device),
@@ -359,7 +374,8 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
                    top_class=oof_idx, top_score=oof_val, noise_prob=oof_noise)
     run.save_json("per_identity_ap", {str(i): a for i, a in aps.items()})
     summary = {
-        "method": config.method, "mAP": oof_map, "oof_map": oof_map,
+        "method": config.method, **({"modalities": list(config.modalities)}
+                                    if fusion.is_multimodal(config) else {}), "mAP": oof_map, "oof_map": oof_map,
         "fold_val_map": fold_maps, "mean_fold_val_map": float(np.mean(fold_maps)),
         "best_epochs": best_epochs, "n_clusters": n_clusters,
         "n_identities": C, "n_videos": n, "n_labelled": int((p.ids > 0).sum()),

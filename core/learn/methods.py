@@ -109,6 +109,10 @@ def _knn_scorer(config: Any, reference: tuple[np.ndarray, np.ndarray, np.ndarray
                 X: np.ndarray) -> np.ndarray:
     from core.learn.knn import knn_scores
 
+    if getattr(config, "modal_dims", None):  # multimodal: per-modality scores fused late
+        from core.learn.fusion import late_knn_scores
+
+        return late_knn_scores(config, reference, X)
     X_ref, ids_ref, identity_ids = reference
     return knn_scores(X, X_ref, ids_ref, identity_ids, k=config.knn_k, agg=config.knn_agg)
 

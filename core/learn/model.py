@@ -49,6 +49,9 @@ class ModelConfig:
         the weights' scale) a class direction turns at a rate inversely proportional
         to its norm; Xavier's norm depends on the number of classes, a fixed small
         std does not (see docs/RECOGNITION.md)
+    modal_dims, fusion, modal_dropout : multimodal input (:mod:`core.learn.fusion`): the
+        dimension of each modality's block, ``"gated"`` or ``"concat"``, the training
+        modality dropout. Empty for the face-only model (then left out of ``to_dict``)
     """
 
     in_dim: int = 512
@@ -59,10 +62,22 @@ class ModelConfig:
     batch_norm: bool = False
     dropout: float = 0.0
     head_init: float | None = None
+    modal_dims: tuple[int, ...] = ()
+    fusion: str = ""
+    modal_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.modal_dims = tuple(int(d) for d in self.modal_dims)
 
     def to_dict(self) -> dict:
-        """Plain-dict form stored in checkpoints."""
-        return asdict(self)
+        """Plain-dict form stored in checkpoints (face-only: the same keys as before)."""
+        d = asdict(self)
+        if not self.modal_dims:
+            for key in ("modal_dims", "fusion", "modal_dropout"):
+                d.pop(key)
+        else:
+            d["modal_dims"] = list(self.modal_dims)
+        return d
 
 
 def _margin_target(cos_t: torch.Tensor, *, s: float, m: float) -> torch.Tensor:
@@ -152,13 +167,22 @@ class VideoNet(nn.Module):
         super().__init__()
         self.config = config
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
-        self.embed = nn.Linear(config.in_dim, config.emb_dim)
+        if config.modal_dims:
+            from core.learn.fusion import build_embedding
+
+            self.embed = build_embedding(config)
+        else:
+            self.embed = nn.Linear(config.in_dim, config.emb_dim)
         self.bn = nn.BatchNorm1d(config.emb_dim) if config.batch_norm else nn.Identity()
         self.head = ArcFaceHead(config.emb_dim, config.n_classes, s=config.s, m=config.m,
                                 init_std=config.head_init)
 
     def embedding(self, x: torch.Tensor) -> torch.Tensor:
         """(n, emb_dim) embeddings (not normalised)."""
+        if self.config.modal_dims and self.training and self.config.modal_dropout > 0:
+            from core.learn.fusion import drop_modalities
+
+            x = drop_modalities(x, self.config.modal_dims, self.config.modal_dropout)
         return self.bn(self.embed(self.dropout(x)))
 
     def forward(

@@ -31,6 +31,11 @@ def view_stack(config: TrainConfig, X: np.ndarray, frames: FrameSet | None,
     from core.features.pooling import pool_views
 
     V = pool_views(frames, rows=rows, **pool_opts(config))
+    if V.shape[2] != X.shape[1]:
+        # multimodal input: the views change the face block (first) only
+        full = np.repeat(X[None], V.shape[0], axis=0)
+        full[:, :, :V.shape[2]] = V
+        V = full
     V[0] = X  # the "full" view is the pooled vector itself
     return V
 

@@ -214,6 +214,13 @@ def _load_data(pairs: list, cfg: dict):
     from core.features import dataset
 
     pool_opts = {k: cfg[k] for k in ("weighting", "min_quality", "min_det") if k in cfg}
+    mods = tuple(cfg.get("modalities") or ("face",))
+    if mods != ("face",):  # the face files' siblings (core.features.modalities)
+        from core.features.modalities import open_multimodal
+
+        parts = [open_multimodal(feats, gt, modalities=mods, split=split, **pool_opts)
+                 for split, feats, gt in pairs]
+        return parts[0] if len(parts) == 1 else dataset.concat(parts)
     parts = [dataset.open_split(feats, gt, split=split, **pool_opts) for split, feats, gt in pairs]
     return parts[0] if len(parts) == 1 else dataset.concat(parts)
 

@@ -42,7 +42,7 @@ class _Ensemble:
             expected = list(range(n_folds + n_refit))
             if available != expected:
                 lost = sorted(set(expected) - set(available))
-                raise DataError(f"{run.path}: run is damaged: model(s) {lost or available} of "
+                raise DataError(f"{run.path}: run is damaged: fold(s) {lost or available} of "
                                 f"{n_folds} folds + {n_refit} refits missing or incomplete "
                                 f"(fold_K.pt + fold_K.done.json)")
         # Default: every model of the run, the cross-validated folds and the refits on
@@ -94,22 +94,31 @@ class _Ensemble:
                      progress: ProgressFn | None) -> tuple[np.ndarray, Iterator[tuple[np.ndarray, np.ndarray]]]:
         """Names of the scored (non-empty) videos and an iterator of (rows, scores) blocks."""
         from core.features.pooling import pool_videos
+        from core.learn.fusion import is_multimodal, uses_face_frames
 
         cfg = self.config
         use_views = cfg.views if views is None else bool(views)
         report = progress or (lambda f, m="": None)
         report(0.0, "pooling")
-        pv = pool_videos(frames, **pool_opts(cfg))
-        if pv.X.shape[1:] != (self._in_dim(),):
-            raise DataError(f"{frames.source or 'features'}: features have {pv.X.shape[1]} values, "
-                            f"the run was trained on {self._in_dim()}")
-        rows_in_frames = np.flatnonzero(np.diff(np.asarray(frames.offsets)) > 0)
-        n = len(pv.names)
+        if is_multimodal(cfg):
+            # multimodal: the face file's siblings, pooled and stacked as in training
+            data = self.multimodal_data(frames)
+            names, X_in = data.names, data.modal.input_matrix(cfg.modalities)
+            frames = data.frames if uses_face_frames(cfg) else None
+            rows_in_frames = np.arange(len(names))
+        else:
+            pv = pool_videos(frames, **pool_opts(cfg))
+            names, X_in = pv.names, pv.X
+            rows_in_frames = np.flatnonzero(np.diff(np.asarray(frames.offsets)) > 0)
+        if X_in.shape[1:] != (self._in_dim(),):
+            raise DataError(f"{getattr(frames, 'source', '') or 'features'}: features have "
+                            f"{X_in.shape[1]} values, the run was trained on {self._in_dim()}")
+        n = len(names)
 
         def blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
             for start in range(0, n, _BLOCK):
                 rows = np.arange(start, min(start + _BLOCK, n))
-                V = view_stack(cfg, pv.X[rows], frames, rows_in_frames[rows], use_views)
+                V = view_stack(cfg, X_in[rows], frames, rows_in_frames[rows], use_views)
                 if self.knn_ref is not None:
                     total, _ = score_views(cfg, None, V, len(self.identity_ids), device=self.device,
                                             knn_ref=self.knn_ref)
@@ -121,7 +130,17 @@ class _Ensemble:
                 report(min(1.0, (start + len(rows)) / max(n, 1)), f"{start + len(rows)}/{n} videos")
                 yield rows, total.astype(np.float32)
 
-        return pv.names, blocks()
+        return names, blocks()
+
+    def multimodal_data(self, source):
+        """The videos of a face pickle (or a FrameSet read from one) with the run's modalities."""
+        from core.features.modalities import open_multimodal
+
+        path = source.source if isinstance(source, FrameSet) else str(source)
+        if not path or not os.path.isfile(path):
+            raise DataError(f"{self.run.path}: the run uses {', '.join(self.config.modalities)}; "
+                            "give the face pickle's path so its sibling files can be found")
+        return open_multimodal(path, None, modalities=self.config.modalities, **pool_opts(self.config))
 
     def _in_dim(self) -> int:
         if self.knn_ref is not None:
@@ -161,7 +180,10 @@ def _check_payloads(run, chosen: Sequence[int], payloads: list[dict]) -> np.ndar
             raise DataError(f"{where}: identity list ({ids.size} identities) differs from "
                             f"fold {chosen[0]}'s ({first.size})")
         val = p["val_map"]
-        if isinstance(val, bool) or not isinstance(val, (int, float)) or not np.isfinite(val):
+        refit = bool(meta.get("refit")) if isinstance(meta, dict) else False
+        # A refit model trained on every video has nothing held out: its val_map is NaN.
+        if (isinstance(val, bool) or not isinstance(val, (int, float))
+                or not (np.isfinite(val) or (refit and np.isnan(val)))):
             raise DataError(f"{where}: val_map is {val!r}, not a finite number")
         for name, t in state.items():
             if not isinstance(t, torch.Tensor):
@@ -235,7 +257,12 @@ def predict_submission(run_dir: str | os.PathLike, feats_path: str | os.PathLike
     from core.io.formats import read_features, write_submission
 
     ens = _Ensemble(run_dir, folds)
-    frames = feats_path if isinstance(feats_path, FrameSet) else read_features(feats_path)
+    from core.learn.fusion import is_multimodal
+
+    if is_multimodal(ens.config) and not isinstance(feats_path, FrameSet):
+        frames = feats_path  # read with its siblings by score_blocks
+    else:
+        frames = feats_path if isinstance(feats_path, FrameSet) else read_features(feats_path)
     names, blocks = ens.score_blocks(frames, views=views, progress=progress)
     top = TopPerIdentity(len(ens.identity_ids), top=100)
     for rows, s in blocks:

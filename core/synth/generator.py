@@ -39,6 +39,7 @@ import numpy as np
 
 from core.atomic import atomic_open, atomic_write_text
 from core.io.names import official_name
+from core.io.modalities import write_modality
 from core.io.pickle_stream import write_features_stream
 from core.synth.model import (
     DIM,
@@ -48,6 +49,7 @@ from core.synth.model import (
     plan_videos,
     render_chunk,
 )
+from core.synth.modalities import degrade_faces, make_modal_people, render_modalities
 
 ProgressFn = Callable[[float, str], None]
 
@@ -102,6 +104,21 @@ class Preset:
         Multiplier of the per-frame noise (1 = the default ``FRAME_NOISE``).
     empty_share : float
         Share of videos with no detected face.
+    modalities : bool
+        Also write ``head_*``, ``body_*`` and ``audio_*`` files (:mod:`core.synth.modalities`;
+        drawn from generators of their own: the face files do not change).
+    faceless_share : float
+        Extra share of videos whose face list is empty while other modalities show
+        the person (changes the face files when above 0).
+    lowface_share, lowface_noise : float
+        Share of videos whose faces are blurred (frame noise times ``lowface_noise``,
+        quality 45 lower): only the other modalities reveal who it is.
+    head_offset, head_noise, head_missing_share : head spread per video, frame
+        noise, share of videos without a head.
+    body_offset, body_noise, body_missing_share : the same for bodies (clothes).
+    voice_offset : spread of a person's voice between videos.
+    audio_music_share, audio_missing_share : share of videos whose audio is music
+        or silence, and without audio.
     """
 
     n_identities: int
@@ -120,6 +137,19 @@ class Preset:
     lookalike_cos: tuple[float, float] = (0.75, 0.85)
     frame_noise: float = 1.0
     empty_share: float = 0.01
+    modalities: bool = True
+    faceless_share: float = 0.0
+    lowface_share: float = 0.0
+    lowface_noise: float = 6.0
+    head_offset: tuple[float, float] = (2.8, 3.6)
+    head_noise: float = 1.0
+    head_missing_share: float = 0.05
+    body_offset: tuple[float, float] = (3.4, 4.4)
+    body_noise: float = 0.8
+    body_missing_share: float = 0.08
+    voice_offset: tuple[float, float] = (0.5, 0.9)
+    audio_music_share: float = 0.25
+    audio_missing_share: float = 0.08
 
     def __post_init__(self) -> None:
         checks = {
@@ -139,6 +169,16 @@ class Preset:
             "lookalike_cos": -1 < self.lookalike_cos[0] <= self.lookalike_cos[1] < 1,
             "frame_noise": 0 <= self.frame_noise <= 10,
             "empty_share": 0 <= self.empty_share < 1,
+            "faceless_share": 0 <= self.faceless_share < 1,
+            "lowface_share": 0 <= self.lowface_share <= 1 - self.faceless_share,
+            "lowface_noise": 0 <= self.lowface_noise <= 50,
+            "head_offset": 0 <= self.head_offset[0] <= self.head_offset[1],
+            "body_offset": 0 <= self.body_offset[0] <= self.body_offset[1],
+            "voice_offset": 0 <= self.voice_offset[0] <= self.voice_offset[1],
+            "head_missing_share": 0 <= self.head_missing_share <= 1,
+            "body_missing_share": 0 <= self.body_missing_share <= 1,
+            "audio_music_share": 0 <= self.audio_music_share <= 1 - self.audio_missing_share,
+            "audio_missing_share": 0 <= self.audio_missing_share <= 1,
         }
         for name, ok in checks.items():
             if not ok:
@@ -155,6 +195,8 @@ PRESETS: dict[str, Preset] = {
     "rich": Preset(n_identities=400, train_per_id=11, val_per_id=4, test_per_id=4,
                    per_id_spread=0.0),
     "large": Preset(n_identities=10_000, max_frames=800, chunk_videos=1000),
+    # the demo with 8 % faceless and 10 % blurred-face videos: where other modalities matter
+    "multi": Preset(n_identities=400, faceless_share=0.08, lowface_share=0.10),
 }
 
 
@@ -168,7 +210,7 @@ def make_preset(base: str | Preset = "demo", **knobs) -> Preset:
     >>> make_preset("demo", colour=1)
     Traceback (most recent call last):
     ...
-    ValueError: unknown synthetic-data knob 'colour'; knobs: n_identities, train_per_id, val_per_id, test_per_id, per_id_spread, mean_frames, max_frames, chunk_videos, distractor_share, hard_share, hard_offset, once_share, lookalike_share, lookalike_cos, frame_noise, empty_share
+    ValueError: unknown synthetic-data knob 'colour'; knobs: n_identities, train_per_id, val_per_id, test_per_id, per_id_spread, mean_frames, max_frames, chunk_videos, distractor_share, hard_share, hard_offset, once_share, lookalike_share, lookalike_cos, frame_noise, empty_share, modalities, faceless_share, lowface_share, lowface_noise, head_offset, head_noise, head_missing_share, body_offset, body_noise, body_missing_share, voice_offset, audio_music_share, audio_missing_share
     """
     from dataclasses import fields, replace
 
@@ -177,7 +219,7 @@ def make_preset(base: str | Preset = "demo", **knobs) -> Preset:
     for key in knobs:
         if key not in names:
             raise ValueError(f"unknown synthetic-data knob {key!r}; knobs: {', '.join(names)}")
-    for key in ("hard_offset", "lookalike_cos"):
+    for key in ("hard_offset", "lookalike_cos", "head_offset", "body_offset", "voice_offset"):
         if key in knobs:
             knobs[key] = tuple(float(v) for v in knobs[key])
     return replace(cfg, **knobs)
@@ -238,6 +280,8 @@ def generate(
     targets = distractor_targets(cfg, id_videos)
     people = make_people(cfg, sum(targets), rng)
     plan = plan_videos(cfg, people, id_videos, targets, np.random.default_rng([seed, 2]))
+    plan = degrade_faces(cfg, plan, np.random.default_rng([seed, 5]))
+    mpeople = make_modal_people(people, np.random.default_rng([seed, 6])) if cfg.modalities else None
     total = len(plan["person"])
     done = 0
     summary: dict = {"preset": preset, "seed": int(seed), "out_dir": str(out),
@@ -247,6 +291,7 @@ def generate(
         rows = np.flatnonzero(plan["split"] == s)
         names = _video_names(split, len(rows))
         counter = {"frames": 0, "empty": 0}
+        side: dict[str, list] = {"head": [], "body": [], "audio": []}
 
         def items(rows=rows, names=names, s=s, counter=counter) -> Iterator[tuple[str, list]]:
             nonlocal done
@@ -254,7 +299,13 @@ def generate(
                 chunk = rows[start:start + cfg.chunk_videos]
                 rng = np.random.default_rng([seed, 3, s, c])
                 lists = render_chunk(plan, people, chunk, rng)
-                for name, frames in zip(names[start:start + len(chunk)], lists):
+                chunk_names = names[start:start + len(chunk)]
+                if mpeople is not None:
+                    other = render_modalities(cfg, plan, mpeople, chunk,
+                                              np.random.default_rng([seed, 6, s, c]))
+                    for m in side:
+                        side[m].extend(zip(chunk_names, other[m]))
+                for name, frames in zip(chunk_names, lists):
                     counter["frames"] += len(frames)
                     counter["empty"] += not frames
                     yield name, frames
@@ -262,6 +313,14 @@ def generate(
                 report(done / total, f"{split}: {start + len(chunk)}/{len(rows)} videos")
 
         write_features_stream(out / f"face_{split}.pickle", items())
+        if mpeople is not None:
+            write_features_stream(out / f"head_{split}.pickle", iter(side["head"]))
+            write_features_stream(out / f"body_{split}.pickle", iter(side["body"]))
+            write_modality(out / f"audio_{split}.pickle", "audio",
+                           {n: a for n, a in side["audio"] if a is not None})
+            counter["faceless"] = int((plan["face_kind"][rows] == 1).sum())
+            counter["low_quality_face"] = int((plan["face_kind"][rows] == 2).sum())
+            counter["audio"] = sum(a is not None for _, a in side["audio"])
         is_gt = plan["kind"][rows] == 0
         ids = people["identity_id"][plan["person"][rows]]
         if split == "train":
@@ -273,6 +332,8 @@ def generate(
                           "distractors": int((~is_gt).sum()), **counter}
 
     _write_truth(out / "truth.tsv", plan, people)
+    if mpeople is not None:
+        _write_face_kinds(out / "face_kind.tsv", plan)
     kinds = np.bincount(plan["kind"], minlength=len(KINDS))
     summary["kinds"] = {k: int(n) for k, n in zip(KINDS, kinds)}
     summary["seconds"] = round(time.perf_counter() - t0, 3)
@@ -310,6 +371,19 @@ def _write_truth(path: Path, plan: dict, people: dict) -> None:
                 fh.write(f"{name}\t{split}\t{person}\t{KINDS[k]}\n")
 
 
+FACE_KINDS = ("ordinary", "faceless", "low_quality")
+
+
+def _write_face_kinds(path: Path, plan: dict) -> None:
+    """``video split face`` lines: which videos have no face or a blurred one."""
+    with atomic_open(path, "w", encoding="utf-8") as fh:
+        fh.write("video\tsplit\tface\n")
+        for s, split in enumerate(SPLITS):
+            rows = np.flatnonzero(plan["split"] == s)
+            for name, k in zip(_video_names(split, len(rows)), plan["face_kind"][rows].tolist()):
+                fh.write(f"{name}\t{split}\t{FACE_KINDS[k]}\n")
+
+
 def is_demo_dir(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a folder written by ``generate`` (holds its README.txt).
 
@@ -333,6 +407,8 @@ def _readme(preset: str, seed: int, cfg: Preset) -> str:
         f"Parameters: {asdict(cfg)}\n\n"
         "Files, in the real iQIYI-VID 2019 formats:\n"
         "  face_train.pickle, face_val.pickle, face_test.pickle  per-frame face features\n"
+        "  head_*.pickle, body_*.pickle, audio_*.pickle  the other modalities "
+        "(2019 layouts), when generated\n"
         "  train_gt.txt (VIDEO.mp4 ID), val_gt.txt, test_gt.txt (ID V1.mp4 V2.mp4 ...)\n"
         "  truth.tsv  who is really in every video (distractors included): "
         "video, split, person (idN known / sNNNNN stranger), kind\n"

@@ -142,6 +142,17 @@ cols[3].metric("Frames", f"{stats['frames']:,}")
 cols[4].metric("Empty videos", f"{stats['empty']:,}", help="No detected face: cannot be pooled")
 st.dataframe(stats["per_split"], hide_index=True, width="stretch")
 
+st.subheader("Modalities")
+try:
+    coverage = stats_cache.modality_coverage(spec)
+except data.USER_ERRORS as exc:
+    st.error(f"{spec.name}: {data.friendly_error(exc)}")
+else:
+    st.caption("Videos holding each modality (head_, body_, audio_ files beside each face "
+               "file; empty: no file). Faceless videos have no face frame but another "
+               "modality: `vidid train` scores them when those files are present.")
+    st.dataframe(coverage, hide_index=True, width="stretch")
+
 st.subheader("Distributions")
 if stats["sampled"]:
     st.caption(f"Frame scores below are drawn from a random sample of "

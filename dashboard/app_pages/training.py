@@ -39,6 +39,14 @@ def _defaults() -> dict:
     return TrainConfig().to_dict()
 
 
+def _modalities_found(spec: data.DatasetSpec) -> list[str]:
+    """Modalities whose files sit beside every train/val face file (face first)."""
+    from core.io.modalities import MODALITIES, sibling_paths
+
+    found = [set(sibling_paths(f)) for f, _ in spec.train_pairs] or [{"face"}]
+    return [m for m in MODALITIES if all(m in f for f in found)]
+
+
 def _launch_form(spec: data.DatasetSpec, root: Path) -> None:
     from core.learn.methods import get_method, method_names
 
@@ -68,6 +76,12 @@ def _launch_form(spec: data.DatasetSpec, root: Path) -> None:
                         key=f"{PAGE}_eps")
         min_samples = c5.number_input("min_samples", 1, 50, int(defaults["min_samples"]),
                                       key=f"{PAGE}_min_samples")
+        found = _modalities_found(spec)
+        modalities = st.multiselect(
+            "Modalities", found, default=found, key=f"{PAGE}_modalities",
+            help="Feature files beside every train/val face file (head_, body_, audio_). "
+                 "With more than the face, videos without a face are scored too; "
+                 "face alone is the face-only method.")
         with st.expander("Advanced options"):
             a1, a2, a3, a4 = st.columns(4)
             lr = a1.number_input("Learning rate", 1e-5, 1.0, float(defaults["lr"]), format="%.5f",
@@ -104,6 +118,10 @@ def _launch_form(spec: data.DatasetSpec, root: Path) -> None:
                   refit=int(refit),
                   knn_k=int(knn_k), weighting=weighting, ensemble=ensemble, views=bool(views),
                   augment=bool(augment))
+    if not modalities:
+        st.error("Choose at least one modality.")
+        return
+    config["modalities"] = list(modalities)
     noise = chosen if (chosen is not None and source == options[0]
                        and get_method(method).noise_classes) else None
     pairs = [(s.name, s.feats, s.gt) for s in spec.splits if s.name in ("train", "val")]

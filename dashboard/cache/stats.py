@@ -140,3 +140,20 @@ def pooling_effect(spec: DatasetSpec, options: Sequence[tuple[str, float | None,
 
 
 __all__ = ["dataset_stats", "pooling_effect"]
+
+
+@st.cache_data(max_entries=8, show_spinner="Counting modalities…")
+def _coverage_cached(spec: DatasetSpec, fingerprint: tuple) -> pd.DataFrame:
+    from core.features.modalities import modality_coverage
+
+    rows = []
+    for s in spec.splits:
+        cov = modality_coverage(s.feats)
+        rows.append({"split": s.name, **{k: (v if v >= 0 else None) for k, v in cov.items()}})
+    return pd.DataFrame(rows)
+
+
+def modality_coverage(spec: DatasetSpec) -> pd.DataFrame:
+    """Per split: videos, videos holding each modality (None: no file), faceless videos."""
+    return _coverage_cached(spec, files_fingerprint(spec))
+
