@@ -12,8 +12,8 @@ is the table of clusterers training uses (DBSCAN today).
 from core.cluster.clusterers import (Clusterer, cluster_distractors, clusterer_names, get_clusterer,
                                      register_clusterer)
 from core.cluster.eps_choice import auto_dbscan, choose_eps, k_distance_knee
-from core.cluster.graph import NeighborGraph, NoiseDBSCAN
-from core.cluster.sklearn_api import DBSCAN, dbscan
+from core.cluster.graph import NeighborGraph
+from core.cluster.sklearn_api import DBSCAN, NoiseDBSCAN, dbscan
 from core.cluster.report import (clustering_ari, eps_sweep, knee_index, purity, suggest_eps,
                                  summarize_clusters)
 

@@ -33,6 +33,7 @@ import warnings
 
 import numpy as np
 
+from core.cluster.graph import NeighborGraph
 from core.cluster.tree import dbscan_labels
 from core.cluster.radius_exact import ALGORITHMS, SklearnRadius
 
@@ -206,8 +207,6 @@ def _compute_dbscan(X, eps: float, min_samples: int, est: DBSCAN,
     from scipy import sparse
 
     if est.metric == "euclidean" and not sparse.issparse(X) and est.metric_params is None:
-        from core.cluster.graph import NeighborGraph
-
         exact = SklearnRadius(X, algorithm=est.algorithm, leaf_size=est.leaf_size)
         if sample_weight is not None and exact.path in ("kd_tree", "ball_tree"):
             # Weighted: scikit-learn sums each neighbourhood in its tree's order; in a
@@ -267,3 +266,52 @@ def _delegated_neighborhoods(X, eps: float, est: DBSCAN) -> tuple[np.ndarray, np
     indices = (np.concatenate([np.asarray(f, dtype=np.int64) for f in found])
                if len(found) else np.empty(0, np.int64))
     return indptr, indices
+
+
+class NoiseDBSCAN:
+    """Re-clustering estimator over :class:`NeighborGraph` (scikit-learn's own interface,
+    ``fit(X, sample_weight=...)``, ``components_``, any metric: :class:`core.cluster.sklearn_api.DBSCAN`).
+
+    ``fit`` builds the graph at ``max_eps`` (default: ``eps``; ``method`` as in
+    :meth:`NeighborGraph.build`, default exact) and keeps it in ``graph_``,
+    so ``set_params(eps=...)`` followed by :meth:`refit` re-clusters in milliseconds.
+
+    Examples
+    --------
+    >>> X = np.array([[0, 0], [0, 1], [5, 5]], dtype=np.float32)
+    >>> NoiseDBSCAN(eps=1.0, min_samples=2).fit(X).labels_
+    array([ 0,  0, -1])
+    """
+
+    def __init__(self, eps: float = 0.5, min_samples: int = 5, max_eps: float | None = None,
+                 method: str = "exact"):
+        self.eps = eps
+        self.min_samples = min_samples
+        self.max_eps = max_eps
+        self.method = method
+
+    def get_params(self, deep: bool = True) -> dict[str, object]:
+        return {"eps": self.eps, "min_samples": self.min_samples, "max_eps": self.max_eps,
+                "method": self.method}
+
+    def set_params(self, **params) -> "NoiseDBSCAN":
+        for key, value in params.items():
+            if key not in self.get_params():
+                raise ValueError(f"unknown parameter {key!r} for NoiseDBSCAN")
+            setattr(self, key, value)
+        return self
+
+    def fit(self, X: np.ndarray, y=None) -> "NoiseDBSCAN":
+        max_eps = self.eps if self.max_eps is None else self.max_eps
+        self.graph_ = NeighborGraph.build(X, max_eps=max_eps, method=self.method)
+        return self.refit()
+
+    def refit(self) -> "NoiseDBSCAN":
+        """Re-cluster the fitted graph with the current ``eps`` / ``min_samples``."""
+        labels, core = self.graph_.dbscan(self.eps, self.min_samples, return_core=True)
+        self.labels_ = labels
+        self.core_sample_indices_ = np.flatnonzero(core)
+        return self
+
+    def fit_predict(self, X: np.ndarray, y=None) -> np.ndarray:
+        return self.fit(X).labels_

@@ -17,6 +17,7 @@ import numpy as np
 from core.errors import DataError
 from core.io.frames import FrameSet
 from core.io.names import canonical_name
+from core.features.modal_features import concat_modal
 from core.features.pooled_videos import PooledVideos
 from core.features.pooling import pool_videos
 
@@ -257,8 +258,6 @@ def concat(parts: Sequence[LabelledVideos]) -> LabelledVideos:
     if any(p.modal is not None for p in parts):
         if any(p.modal is None for p in parts):
             raise ValueError("cannot concatenate multimodal splits with face-only ones")
-        from core.features.modalities import concat_modal
-
         modal = concat_modal([p.modal for p in parts])
     return LabelledVideos(
         names=names,
