@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from core.errors import DataError
+from core.io.modalities import check_modalities
 
 
 @dataclass(eq=False)
