@@ -15,7 +15,7 @@ import errno
 import importlib
 import sys
 
-COMMANDS = ("demo", "pool", "evaluate", "cluster", "train", "predict", "errors")
+COMMANDS = ("demo", "pool", "evaluate", "cluster", "train", "predict", "errors", "issues")
 
 EXIT_USAGE = 2
 

@@ -29,13 +29,28 @@ KIND_COLOURS = {
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), template="plotly_white")
 
 
-def training_curves(metrics: pd.DataFrame) -> go.Figure:
+def fold_label(fold: int, n_folds: int | None) -> str:
+    """``fold k`` for a cross-validation fold, ``refit j`` for a model trained on every
+    video (fold index ``>= n_folds``).
+
+    >>> fold_label(1, 3), fold_label(3, 3), fold_label(4, None)
+    ('fold 1', 'refit 1', 'fold 4')
+    """
+    if n_folds and int(fold) >= int(n_folds):
+        return f"refit {int(fold) - int(n_folds) + 1}"
+    return f"fold {int(fold)}"
+
+
+def training_curves(metrics: pd.DataFrame, n_folds: int | None = None) -> go.Figure:
     """Loss and validation mAP per epoch, one line per fold, side by side.
 
     Parameters
     ----------
     metrics : DataFrame
         Columns ``fold``, ``epoch``, ``loss``, ``val_map`` (rows of ``metrics.json``).
+    n_folds : int, optional
+        The run's cross-validation folds: rows of a fold ``>= n_folds`` are its refit
+        models (trained on every video, no validation) and read ``refit j``.
 
     Examples
     --------
@@ -50,14 +65,16 @@ def training_curves(metrics: pd.DataFrame) -> go.Figure:
     if len(metrics):
         for i, (fold, rows) in enumerate(metrics.sort_values(["fold", "epoch"]).groupby("fold")):
             colour = palette[i % len(palette)]
+            name = fold_label(fold, n_folds)
             for col, column in ((1, "loss"), (2, "val_map")):
                 if column not in rows or rows[column].isna().all():
                     continue
                 fig.add_trace(go.Scatter(
                     x=rows["epoch"], y=rows[column], mode="lines+markers",
-                    name=f"fold {fold}", legendgroup=f"fold {fold}", showlegend=col == 1,
-                    line=dict(color=colour), marker=dict(size=5),
-                    hovertemplate=f"fold {fold}<br>epoch %{{x}}<br>{column} %{{y:.4f}}<extra></extra>",
+                    name=name, legendgroup=name, showlegend=col == 1,
+                    line=dict(color=colour, dash="dot" if name.startswith("refit") else None),
+                    marker=dict(size=5),
+                    hovertemplate=f"{name}<br>epoch %{{x}}<br>{column} %{{y:.4f}}<extra></extra>",
                 ), row=1, col=col)
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
@@ -85,9 +102,27 @@ def runs_comparison(runs: pd.DataFrame) -> go.Figure:
         fig.add_trace(go.Bar(x=rows["name"], y=rows["mAP"], name=str(method),
                              text=[f"{v:.3f}" for v in rows["mAP"]], textposition="outside",
                              hovertemplate="%{x}<br>mAP %{y:.4f}<extra>" + str(method) + "</extra>"))
-    fig.update_layout(height=300, yaxis=dict(title="mAP", range=[0, 1.05]),
+    fig.update_layout(height=300, yaxis=dict(title="mAP", range=map_axis_range(done["mAP"])),
                       xaxis=dict(title="run", type="category"), **_LAYOUT)
     return fig
+
+
+def map_axis_range(values: Sequence[float] | pd.Series) -> list[float]:
+    """A y range that shows differences between close mAPs (0.952 vs 0.9915), never beyond [0, 1.05].
+
+    >>> map_axis_range([0.952, 0.9915])
+    [0.932, 1.011]
+    >>> map_axis_range([0.2, 0.9])
+    [0.0, 1.05]
+    """
+    v = np.asarray(pd.Series(values).dropna(), dtype=float)
+    if not len(v):
+        return [0.0, 1.05]
+    lo, hi = float(v.min()), float(v.max())
+    span = max(hi - lo, 0.02)
+    low = max(0.0, lo - span / 2) if lo - span / 2 > 0.3 else 0.0
+    top = min(1.05, hi + span / 2 + (0.05 if low == 0.0 else 0.0))
+    return [round(low, 3), round(max(top, lo + 0.01), 3) if low > 0 else 1.05]
 
 
 def identity_ap_chart(ap: pd.DataFrame, *, highlight: int | None = None) -> go.Figure:
@@ -221,3 +256,63 @@ def _palette() -> list[str]:
     import plotly.express as px
 
     return list(px.colors.qualitative.Plotly)
+
+
+def identity_ap_scatter(table: pd.DataFrame, a: str, b: str) -> go.Figure:
+    """Per-identity AP of run ``a`` (x) against run ``b`` (y), gained / lost / same coloured.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`core.runs.compare.compare_identity_ap`: ``identity``, ``a``, ``b``, ``change``.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"identity": [1, 2], "A": [0.5, 1.0], "B": [0.9, 1.0],
+    ...                    "change": ["gained", "same"]})
+    >>> sorted(t.name for t in identity_ap_scatter(df, "A", "B").data)
+    ['gained', 'same', 'same AP']
+    """
+    colours = {"gained": "#2e7d32", "lost": "#c62828", "same": "#9e9e9e"}
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="same AP",
+                               line=dict(color="#bdbdbd", dash="dash"), hoverinfo="skip"))
+    for change, rows in table.groupby("change", sort=True):
+        fig.add_trace(go.Scatter(
+            x=rows[a], y=rows[b], mode="markers", name=str(change),
+            marker=dict(color=colours.get(str(change), "#1f77b4"), size=8, opacity=0.8),
+            customdata=rows["identity"],
+            hovertemplate=f"identity %{{customdata}}<br>{a}: %{{x:.3f}}<br>{b}: %{{y:.3f}}<extra></extra>"))
+    fig.update_layout(height=380, xaxis=dict(title=f"AP · {a}", range=[-0.02, 1.02]),
+                      yaxis=dict(title=f"AP · {b}", range=[-0.02, 1.02], scaleanchor="x"), **_LAYOUT)
+    return fig
+
+
+def curves_overlaid(curves: dict[str, pd.DataFrame], n_folds: dict[str, int | None] | None = None) -> go.Figure:
+    """Validation mAP per epoch of several runs on one chart (mean over the CV folds).
+
+    Refit models (no validation) are left out; a reference method (one row per fold,
+    epoch 0) draws as a single marker.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"fold": [0, 1, 0, 1], "epoch": [0, 0, 1, 1], "loss": [2, 2, 1, 1],
+    ...                    "val_map": [0.5, 0.7, 0.6, 0.8]})
+    >>> fig = curves_overlaid({"run a": df})
+    >>> [round(float(v), 2) for v in fig.data[0].y]
+    [0.6, 0.7]
+    """
+    fig = go.Figure()
+    for name, m in curves.items():
+        if not len(m) or "val_map" not in m:
+            continue
+        folds = (n_folds or {}).get(name)
+        rows = m[m["fold"] < folds] if folds else m
+        mean = rows.dropna(subset=["val_map"]).groupby("epoch")["val_map"].mean()
+        if mean.empty:
+            continue
+        fig.add_trace(go.Scatter(x=mean.index, y=mean.values, mode="lines+markers", name=name,
+                                 hovertemplate=f"{name}<br>epoch %{{x}}<br>mean val mAP %{{y:.4f}}<extra></extra>"))
+    fig.update_layout(height=320, xaxis=dict(title="epoch"),
+                      yaxis=dict(title="validation mAP (mean over folds)"),
+                      legend=dict(orientation="h", y=-0.25), **_LAYOUT)
+    return fig

@@ -1,7 +1,7 @@
 """vidid dashboard entry point: ``streamlit run dashboard/streamlit_app.py``.
 
-Builds the six-page navigation (Data, Noise clusters, Map, Training, Errors, Video
-review). A page file that is not there yet is left out rather than breaking the app.
+Builds the navigation (Data, Noise clusters, Map, Training, Results, Compare runs,
+Errors, Video review). A page file that is not there yet is left out rather than breaking the app.
 Before the page runs, the sidebar names the active dataset (on first launch this
 generates the demo dataset, with a progress bar).
 """
@@ -20,6 +20,8 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("app_pages/noise_clusters.py", "Noise clusters", ":material/bubble_chart:", "noise_clusters"),
     ("app_pages/map.py", "Map", ":material/scatter_plot:", "map"),
     ("app_pages/training.py", "Training", ":material/model_training:", "training"),
+    ("app_pages/results.py", "Results", ":material/leaderboard:", "results"),
+    ("app_pages/compare.py", "Compare runs", ":material/compare_arrows:", "compare"),
     ("app_pages/errors.py", "Errors", ":material/rule:", "errors"),
     ("app_pages/video_review.py", "Video review", ":material/movie:", "video_review"),
 ]

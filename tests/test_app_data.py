@@ -316,3 +316,53 @@ def test_split_table_counts_labelled_empty_videos(tiny_demo):
         assert table.loc[s, "distractors"] == len(names) - len(named)
         assert table.loc[s, "labelled"] + table.loc[s, "distractors"] == table.loc[s, "videos"]
     assert n_named_empty > 0  # the case this test is about is really there
+
+
+def test_duplicate_upload_names_are_refused_naming_them(tmp_path, monkeypatch):
+    from dashboard.cache import sources
+
+    monkeypatch.setenv("VIDID_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DataError, match="several uploaded files are named face_val.pickle"):
+        sources.save_uploads([("face_val.pickle", b"good"), ("dir/face_val.pickle", b"garbage"),
+                              ("val_gt.txt", b"1 V1.mp4\n")])
+    assert not (tmp_path / "cache" / "uploads").exists()  # nothing written
+
+
+def test_upload_errors_never_show_the_hashed_folder(tmp_path):
+    from dashboard.cache import sources
+
+    folder = tmp_path / "uploads" / "0123456789abcdef"
+    msg = f"{folder}/face_val.pickle: not a pickle (read 4 bytes)"
+    assert sources.without_folder(msg, folder) == "face_val.pickle: not a pickle (read 4 bytes)"
+
+
+def test_storage_section_measures_and_clears(app_env):
+    from core.storage import cache_usage
+    from dashboard.cache import sources
+
+    at = _app().run()
+    assert not at.exception
+    assert [e for e in at.expander if e.label.startswith("Storage: ")]
+    usage = cache_usage()
+    assert usage.set_index("part").loc["demo data", "bytes"] > 0
+    # uploads: an unused upload is cleared, the demo in use is kept
+    unused = sources.save_uploads([("face_val.pickle", b"x"), ("val_gt.txt", b"1 a.mp4\n")])
+    at.button(key="data_clear_uploads").click().run()
+    assert not at.exception and not unused.exists()
+    at.button(key="data_clear_demo_data").click().run()
+    assert not at.exception
+    assert sources.demo_dir("tiny").is_dir()  # the active dataset is never removed
+
+
+def test_demo_is_generated_once_in_the_background(tmp_path, monkeypatch):
+    """Two callers (two pages, two sessions) share one generation; it outlives its caller."""
+    from dashboard.cache import sources
+
+    monkeypatch.setenv("VIDID_CACHE", str(tmp_path / "cache"))
+    job = sources.start_demo("tiny")
+    assert job is not None and sources.start_demo("tiny") is job  # the same job, not a second one
+    job.thread.join(120)
+    assert job.error is None and job.path == sources.demo_dir("tiny")
+    assert sources.start_demo("tiny") is None  # already there
+    assert sources.ensure_demo("tiny") == sources.demo_dir("tiny")
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".demo-")]

@@ -174,7 +174,7 @@ def test_page_with_a_knn_run(env, knn_run):
 
     # The worst identity is preselected; its ranked list matches a dense re-ranking.
     worst = ap_table["identity"].iloc[0]
-    assert at.selectbox(key="errors_identity").value == worst
+    assert at.selectbox(key=f"errors_identity_box_{knn_run.path.name}").value == worst
     ranked = at.dataframe[1].value
     dense = _dense(rs)[:, int(np.flatnonzero(rs.identity_ids == worst)[0])]
     order = [i for i in np.argsort(-dense, kind="stable") if np.isfinite(dense[i])][:100]
@@ -194,8 +194,9 @@ def test_search_and_identity_choice(env, knn_run):
     truth = run_data.scores_from_arrays(dict(np.load(knn_run.path / "oof.npz"))).truth_map()
     owners = {i for v, i in truth.items() if str(target) in v}  # identities of matching videos
     assert target in filtered and set(filtered) == ({target} | owners) - {0}
-    assert at.selectbox(key="errors_identity").value in filtered
-    at.selectbox(key="errors_identity").select(target).run()
+    box = f"errors_identity_box_{knn_run.path.name}"
+    assert at.selectbox(key=box).value in filtered
+    at.selectbox(key=box).select(target).run()
     assert not at.exception
     assert any(m.value == f"Identity {target}" for m in at.subheader)
     # a video of the ranked list opens in Video review with the run preselected
@@ -206,3 +207,25 @@ def test_unknown_run_in_link_falls_back(env, knn_run):
     at = open_page(PAGE, query={"run": "no-such-run"})
     assert not at.exception
     assert at.selectbox(key="errors_run").value == knn_run.path.name
+
+
+def test_switching_runs_redraws_the_identity_box_and_offers_downloads(env, knn_run):
+    import time
+
+    time.sleep(1.1)
+    other, _ = make_knn_run(env.demo, env.runs, folds=2)
+    at = open_page(PAGE, query={"run": knn_run.path.name})
+    assert not at.exception, [e.value for e in at.exception]
+    at.selectbox(key="errors_run").select(other.name).run()
+    assert not at.exception, [e.value for e in at.exception]
+    ap = at.dataframe[0].value
+    box = at.selectbox(key=f"errors_identity_box_{other.name}")  # a fresh box for the new run
+    identity = box.value
+    want = float(ap.loc[ap["identity"] == identity, "AP"].iloc[0])
+    assert box.format_func(identity) == f"identity {identity} (AP {want:.3f})"
+    labels = [d.proto.label for d in at.get("download_button")]
+    assert {"Per-identity AP (CSV)", "Ranked list (CSV)", "Missed videos (CSV)"} <= set(labels)
+    assert not any("NaN" in str(v) for v in at.dataframe[1].value.get("rank", []))
+    intruders = next(m for m in at.metric if m.label == "intruders")
+    assert " of " in intruders.value  # "94 of 100", not a bare count
+    assert any(e.label == "Probably mislabelled videos (cleanlab)" for e in at.expander)

@@ -113,6 +113,28 @@ def test_cluster_table_lists_clusters_with_nearest_identity(app_env):
     assert sorted(df["size"].tolist()) == sorted(np.bincount(ref[ref >= 0]).tolist())
     assert df["nearest_identity"].between(1, 20).all()
     assert "possible GT error" in df.columns
+    assert df.columns[0] == "flag"  # the flag first, naming the identity
+    flagged = df[df["possible GT error"]]
+    assert (flagged["flag"] == "⚑ on identity " + flagged["nearest_identity"].astype(str)).all()
+    assert (df.loc[~df["possible GT error"], "flag"] == "").all()
+    assert "Cluster table (CSV)" in [d.proto.label for d in at.get("download_button")]
+
+
+def test_a_cliff_just_above_eps_is_announced(app_env):
+    from core.cluster.eps_choice import cliff_above
+    from dashboard.cache import datasets as data
+    from dashboard.cache import noise as noise_cache
+
+    at = _page()
+    spec = data.active_dataset()
+    sweep = noise_cache.eps_sweep(spec, 2, noise_cache.eps_grid(float(noise_cache.noise_graph(spec).max_eps)))
+    cliffs = [e for e in sweep["eps"] if cliff_above(sweep, e) is not None]
+    smooth = [e for e in sweep["eps"] if cliff_above(sweep, e) is None and e >= 0.05]
+    if cliffs:
+        at.slider(key="noise_eps").set_value(float(cliffs[0])).run()
+        assert any("A cliff is near" in w.value for w in at.warning)
+    at.slider(key="noise_eps").set_value(float(smooth[0])).run()
+    assert not any("A cliff is near" in w.value for w in at.warning)
 
 
 def test_two_sessions_keep_their_own_clustering(app_env):

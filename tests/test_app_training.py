@@ -11,6 +11,7 @@ import signal
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from app_helpers import open_page, tiny_app_env, wait_for_run
 
@@ -78,6 +79,9 @@ def test_launch_kill_resume(env):
     table = at.dataframe[0].value
     row = table[table["name"] == run_dir.name].iloc[0]
     assert row["state"] == "complete" and row["mAP"] == pytest.approx(run.summary()["mAP"])
+    # knn trains no epochs and clusters nothing: those cells are blank, not defaults
+    assert pd.isna(row["epochs"]) and pd.isna(row["min_samples"]) and pd.isna(row["eps"])
+    assert "label" in table.columns
     assert any("Complete" in s.value for s in at.success)
     assert len(at.get("plotly_chart")) >= 1  # the runs comparison
 
@@ -119,6 +123,9 @@ def test_chosen_clustering_is_used_and_cancel_stops_the_run(env):
     assert epochs_done < 2 * 500
     at.run()
     assert any("Cancelled" in w.value for w in at.warning)
+    table = at.dataframe[0].value
+    progress = table.loc[table["name"] == run_dir.name, "progress"].item()
+    assert progress < 0.95  # what the completed folds did, never 100 %
     assert any(b.label == "Resume this run" for b in at.button)
 
 

@@ -60,8 +60,19 @@ def test_without_a_run_shows_frames_and_neighbours(env):
     ids = np.unique(lv.ids[lv.ids > 0])
     centres = _unit(np.stack([lv.X[lv.ids == i].mean(axis=0) for i in ids]))
     expected = int(ids[np.argmax(centres @ _unit(lv.X[row]))])
-    predicted = next(m for m in at.metric if m.label == "predicted identity")
-    assert predicted.value == str(expected)
+    nearest = next(m for m in at.metric if m.label == "nearest identity centre")
+    assert nearest.value == str(expected)  # no run, no prediction: no "wrong" either
+    assert not any(m.label == "predicted identity" for m in at.metric)
+
+
+def test_a_distractor_without_a_run_is_never_called_wrong(env):
+    video = next(v for v, i in zip(env.lv.names, env.lv.ids) if i == 0)
+    at = open_page(PAGE, query={"video": video})
+    assert not at.exception, [e.value for e in at.exception]
+    assert next(m for m in at.metric if m.label == "true identity").value == "distractor"
+    texts = [m.value for m in at.metric] + [e.value for e in at.error] + [c.value for c in at.caption]
+    assert not any("wrong" in str(t) for t in texts)
+    assert not any(m.proto.delta for m in at.metric)  # no arrows
 
 
 def test_link_preselects_video_and_run(env, knn_run):
@@ -75,8 +86,11 @@ def test_link_preselects_video_and_run(env, knn_run):
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="review_video").value == video
     assert at.selectbox(key="review_run").value == knn_run.path.name
-    assert next(m for m in at.metric if m.label == "predicted identity").value == str(pred_id)
+    assert next(m for m in at.metric if m.label == "predicted identity").value == f"{pred_id} · wrong"
     assert next(m for m in at.metric if m.label == "true identity").value == str(true_id)
+    assert not any(m.proto.delta for m in at.metric)  # no meaningless arrows
+    (why,) = [e.value for e in at.error if "margin" in e.value]  # the explanation
+    assert f"Predicted identity {pred_id}" in why and f"true identity {true_id}" in why
 
     # frame similarities to the true and predicted centres, checked frame by frame
     sim = next(json.loads(el.proto.spec) for el in at.get("plotly_chart")

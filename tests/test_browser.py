@@ -31,7 +31,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 #: (url path, title shown by the page); "" is the default page (Data).
 PAGES = [("", "Data"), ("noise_clusters", "Noise clusters"), ("map", "Map"),
-         ("training", "Training"), ("errors", "Errors"), ("video_review", "Video review")]
+         ("training", "Training"), ("results", "Results"), ("compare", "Compare runs"),
+         ("errors", "Errors"), ("video_review", "Video review")]
 VIEWPORT = {"width": 1400, "height": 900}
 
 pytestmark = pytest.mark.browser
@@ -220,6 +221,69 @@ def test_every_page_in_a_real_browser(browser, tiny_demo, tmp_path):
         assert f"video={video}" in page.url  # the URL still names it: the link can be shared
         page.close()
     assert {p.name for p in shots.glob("*.png")} >= {f"{p or 'data'}.png" for p, _ in PAGES}
+
+
+def test_launch_score_download_and_compare_in_a_real_browser(browser, tiny_demo, tmp_path):
+    """The everyday loop: launch a run from the Training page, score it on test on the
+    Results page, download the submission and check it with ``vidid evaluate``, then
+    compare it with another run."""
+    import json
+
+    from core.runs import Run, list_runs
+
+    shots = Path(os.environ.get("VIDID_SCREENSHOTS") or tmp_path / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    cache, runs = tmp_path / "cache", tmp_path / "runs"
+    cache.mkdir()
+    first = prepare_data(cache, runs, "tiny", tiny_demo)  # the run to compare with
+    env = {"VIDID_DEMO_PRESET": "tiny", "VIDID_CACHE": str(cache), "VIDID_RUNS": str(runs)}
+    with streamlit_server(env) as base:
+        page = browser.new_page(viewport=VIEWPORT)
+        wait_for_run(first)
+        open_page(page, base, "training", "Training")
+        form = page.locator('[data-testid="stForm"]').first
+        if not form.is_visible():  # the launch form sits in an expander while a run is followed
+            page.get_by_text("Launch a run").first.click()
+        page.locator('[data-testid="stRadio"]').filter(has_text="Method").get_by_text(
+            "knn", exact=True).first.click()
+        page.get_by_role("button", name="Launch training").click()
+        t0 = time.monotonic()
+        while len(list_runs(runs)) < 2:
+            assert time.monotonic() - t0 < 60, "the Training page launched no run"
+            time.sleep(0.2)
+        ui_run = Path(next(p for p in list_runs(runs)["path"] if Path(p) != first))
+        assert Run.open(ui_run).config()["method"] == "knn"
+        wait_for_run(ui_run)
+        wait_idle(page)
+        assert not exceptions(page)
+
+        open_page(page, base, f"results?run={ui_run.name}", "Results")
+        page.get_by_role("button", name="Score test").click()
+        page.get_by_text("mAP on test (official)").first.wait_for(timeout=120_000)
+        wait_idle(page)
+        assert not exceptions(page)
+        shown = float(metric_value(page, "mAP on test (official)"))
+        page.screenshot(path=str(shots / "results.png"))
+        with page.expect_download() as dl:
+            page.get_by_role("button", name="Download submission").click()
+        sub = tmp_path / "submission.txt"
+        dl.value.save_as(str(sub))
+        gt = cache / "demo-tiny-seed0" / "test_gt.txt"
+        out = subprocess.run([sys.executable, "-m", "core.cli", "evaluate", str(gt), str(sub), "--json"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["mAP"] == pytest.approx(shown, abs=5e-5)
+
+        open_page(page, base, "compare", "Compare runs")
+        page.get_by_text("identities gained by B").first.wait_for(timeout=60_000)
+        assert not exceptions(page)
+        page.screenshot(path=str(shots / "compare.png"))
+        page.get_by_text("identities gained by B").first.evaluate(
+            "e => e.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(400)
+        page.screenshot(path=str(shots / "compare_pair.png"))
+        page.close()
 
 
 def _move_eps_and_check(page) -> None:

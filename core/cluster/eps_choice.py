@@ -101,3 +101,44 @@ def auto_dbscan(X: np.ndarray, min_samples: int, *, step: float = EPS_STEP,
     graph = NeighborGraph.build(X, max_eps=radius)
     eps = eps_on_graph(graph, knee, min_samples, step=step, fallback=fallback)
     return eps, np.asarray(graph.dbscan(eps, min_samples), dtype=np.int64)
+
+def cliff_above(sweep: "pd.DataFrame", eps: float, *, within: float = 0.1, growth: float = 3.0,
+                min_share: float = 0.02) -> dict | None:
+    """The first eps just above ``eps`` where the clustering falls off a cliff, or None.
+
+    A cliff: within ``within`` above ``eps`` the largest cluster grows ``growth``-fold
+    (to at least ``min_share`` of the points: distinct people merge) or the number
+    of clusters drops by a third. ``sweep`` is :func:`core.cluster.report.eps_sweep`'s
+    table; the row at or just below ``eps`` stands for ``eps``.
+
+    Returns
+    -------
+    dict ``eps`` (where the cliff is), ``largest_share`` and ``n_clusters`` as
+    ``(at eps, at the cliff)`` pairs; None when the neighbourhood is smooth.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> sw = pd.DataFrame({"eps": [1.0, 1.05, 1.1], "n_clusters": [140, 141, 60],
+    ...                    "largest_share": [0.001, 0.0015, 0.05]})
+    >>> cliff_above(sw, 1.05)["eps"]
+    1.1
+    >>> cliff_above(sw, 1.0, within=0.05) is None
+    True
+    """
+    rows = sweep.sort_values("eps")
+    at = rows[rows["eps"] <= eps + 1e-9]
+    if at.empty:
+        return None
+    base = at.iloc[-1]
+    ahead = rows[(rows["eps"] > eps + 1e-9) & (rows["eps"] <= eps + within + 1e-9)]
+    for _, r in ahead.iterrows():
+        merged = (base["largest_share"] > 0  # the first cluster forming is no cliff
+                  and r["largest_share"] >= growth * base["largest_share"]
+                  and r["largest_share"] >= min_share)
+        collapsed = base["n_clusters"] >= 3 and r["n_clusters"] <= base["n_clusters"] * 2 / 3
+        if merged or collapsed:
+            return {"eps": float(r["eps"]),
+                    "largest_share": (float(base["largest_share"]), float(r["largest_share"])),
+                    "n_clusters": (int(base["n_clusters"]), int(r["n_clusters"]))}
+    return None

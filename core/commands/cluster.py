@@ -26,8 +26,10 @@ def register(subparsers) -> None:
     p.add_argument("--gt", nargs="+", default=None, metavar="GT",
                    help="ground truth of each FEATS, in the same order (videos it names are "
                         "not clustered)")
-    p.add_argument("--eps", type=bounded_float(MAX_RADIUS), required=True, metavar="E",
-                   help="DBSCAN radius (euclidean distance between unit vectors, inclusive)")
+    p.add_argument("--eps", type=bounded_float(MAX_RADIUS), default=None, metavar="E",
+                   help="DBSCAN radius (euclidean distance between unit vectors, inclusive); "
+                        "default: chosen automatically as training and the dashboard choose it "
+                        "(most clusters below the k-distance knee)")
     p.add_argument("--min-samples", type=bounded_int(MAX_COUNT), required=True, metavar="M",
                    help="points within eps (the video itself included) that make a core point")
     p.add_argument("--out", required=True, metavar="LABELS.tsv",
@@ -66,15 +68,18 @@ def run(args: argparse.Namespace) -> int:
     if args.gt is not None and len(args.gt) != len(args.feats):
         raise ValueError(f"--gt names {len(args.gt)} file(s) for {len(args.feats)} FEATS; "
                          f"give one ground truth per feature file, in the same order")
-    if args.eps is None or not np.isfinite(args.eps) or args.eps <= 0:
+    if args.eps is not None and (not np.isfinite(args.eps) or args.eps <= 0):
         raise ValueError(f"--eps must be a number > 0, got {args.eps}")
     if args.min_samples < 1:
         raise ValueError(f"--min-samples must be >= 1, got {args.min_samples}")
     max_eps = args.max_eps
-    if max_eps is None:
-        max_eps = args.eps * (1.25 if args.sweep else 1.0)
-    if max_eps < args.eps:
-        raise ValueError(f"--max-eps {max_eps:g} is below --eps {args.eps:g}")
+    if args.eps is not None:
+        if max_eps is None:
+            max_eps = args.eps * (1.25 if args.sweep else 1.0)
+        if max_eps < args.eps:
+            raise ValueError(f"--max-eps {max_eps:g} is below --eps {args.eps:g}")
+    elif max_eps is not None and max_eps <= 0:
+        raise ValueError(f"--max-eps must be a number > 0, got {max_eps}")
 
     names, blocks = [], []
     for i, feats in enumerate(args.feats):
@@ -100,11 +105,24 @@ def run(args: argparse.Namespace) -> int:
     if args.truth is not None:
         truth = _read_truth(args.truth, names_all)
 
+    knee = None
+    if args.eps is None:  # the one eps rule of training and the Noise clusters page
+        from core.cluster.eps_choice import EPS_STEP, k_distance_knee
+
+        knee = k_distance_knee(X, args.min_samples)
+        if max_eps is None:
+            max_eps = max(knee, EPS_STEP) * (1.25 if args.sweep else 1.0)
     progress, close = tqdm_progress("neighbour graph", disable=args.quiet or None)
     try:
         graph = NeighborGraph.build(X, max_eps=max_eps, method=args.method, progress=progress)
     finally:
         close()
+    if args.eps is None:
+        from core.cluster.eps_choice import eps_on_graph
+
+        args.eps = eps_on_graph(graph, knee, args.min_samples)
+        print(f"eps chosen automatically: {args.eps:.4g} (k-distance knee {knee:.4g}; "
+              f"give --eps to set it)")
     labels = graph.dbscan(args.eps, args.min_samples)
 
     with atomic_open(args.out, "w", encoding="utf-8") as fh:

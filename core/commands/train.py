@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 from core.commands import MAX_COUNT, MAX_LR, MAX_RADIUS, MAX_SEED, bounded_float, bounded_int, finite_float
@@ -285,10 +286,18 @@ def _stored_noise_labels(run_, data):
     return np.fromiter((lookup.get(str(n), -1) for n in noise), dtype=np.int64, count=len(noise))
 
 
-def _beating(run_, bar, phase: str | None = None):
-    """A progress callback that also keeps the run's heartbeat fresh (throttled)."""
+def _beating(run_, bar, phase: str | None = None, *, lines: bool = False):
+    """A progress callback that also keeps the run's heartbeat fresh (throttled).
+
+    With ``lines``, each epoch's message (fold, epoch, loss, val mAP) is also printed
+    as a line of its own above the bar, so the terminal keeps the history.
+    """
     def progress(fraction: float, message: str = "") -> None:
         bar(fraction, message)
+        if lines and " epoch " in f" {message} ":
+            from tqdm.auto import tqdm
+
+            tqdm.write(message, file=sys.stderr)
         if phase is not None:
             run_.heartbeat(None, phase)
         else:
@@ -343,7 +352,8 @@ def run(args: argparse.Namespace) -> int:
         bar, close = (null_progress, None) if args.quiet else tqdm_progress(f"train {cfg.method}")
         from core import learn as train
 
-        summary = train.fit(cfg, data, run_, progress=_beating(run_, bar), resume=resume,
+        summary = train.fit(cfg, data, run_, progress=_beating(run_, bar, lines=not args.quiet),
+                            resume=resume,
                             noise_labels=_stored_noise_labels(run_, data))
     except KeyboardInterrupt:
         if run_.state == "running":

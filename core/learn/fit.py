@@ -206,7 +206,9 @@ def fit(config: TrainConfig, data, run, *, progress: ProgressFn | None = None,
         return _fit(config, data, run, report, resume, noise_labels)
     except TrainingCancelled as exc:
         run.mark_cancelled(str(exc))
-        report(1.0, f"cancelled: {exc}")
+        # the share of work actually done (the run table must not read 100 %)
+        planned = config.folds + (config.refit if get_method(config.method).trains_network else 0)
+        report(0.95 * min(1.0, len(run.completed_folds()) / max(planned, 1)), f"cancelled: {exc}")
         return {"state": "cancelled", "message": str(exc), "completed_folds": run.completed_folds()}
     except KeyboardInterrupt:
         run.interrupt("interrupted (Ctrl-C); resume to finish")

@@ -132,6 +132,12 @@ def reap_children() -> int:
         return len(_CHILDREN)
 
 
+def register_child(proc: subprocess.Popen) -> None:
+    """Keep ``proc`` (a detached child of this process) to reap it once it exits."""
+    with _CHILDREN_LOCK:
+        _CHILDREN.append(proc)
+
+
 def _spawn(path: Path, *, resume: bool, python: str | None,
            module_args: list[str] | None = None) -> subprocess.Popen:
     reap_children()
@@ -145,8 +151,7 @@ def _spawn(path: Path, *, resume: bool, python: str | None,
     with open(path / LOG_FILE, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 cwd=root, env=env, start_new_session=True, close_fds=True)
-    with _CHILDREN_LOCK:
-        _CHILDREN.append(proc)
+    register_child(proc)
     return proc
 
 

@@ -43,7 +43,7 @@ from core.atomic import atomic_open, atomic_write_text
 from core.errors import DataError
 from core.io.safe_pickle import PickleTooBig, plain_arrays, torch_safe_globals
 from core.runs.liveness import pid_alive, process_start_ticks
-from core.runs.files import (CANCEL, CONFIG, FOLD_RE, METRICS, STALE_AFTER_S, STATES, STATUS,
+from core.runs.files import (fold_progress, CANCEL, CONFIG, FOLD_RE, METRICS, STALE_AFTER_S, STATES, STATUS,
                             SUMMARY, age_seconds, dumps_json, effective_state, json_default,
                             now_iso, read_json, read_json_dict)
 
@@ -183,7 +183,8 @@ class Run:
         clean_run(run.path, stale_after=stale_after)
         run._status = run.status
         run._metrics = None
-        run._claim(resumed=now_iso(), message="", finished=None)
+        run._claim(resumed=now_iso(), message="", finished=None, phase="resuming",
+                   progress=fold_progress(run.config(), run.completed_folds()))
         return run
 
     def _claim(self, **fields: Any) -> None:

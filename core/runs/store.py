@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import DataError
-from core.runs.files import (CONFIG, FOLD_RE, STALE_AFTER_S, STATUS, SUMMARY, effective_state,
+from core.runs.manage import read_label
+from core.runs.files import (CONFIG, fold_progress, FOLD_RE, STALE_AFTER_S, STATUS, SUMMARY, effective_state,
                             read_json_dict, seconds_between)
 
 #: Columns of :func:`list_runs`, in order.
 LIST_COLUMNS = ("name", "path", "method", "state", "mAP", "folds", "epochs", "eps",
-                "min_samples", "started", "seconds", "progress", "phase", "message")
+                "min_samples", "started", "seconds", "progress", "phase", "message", "label", "note")
 
 
 def default_runs_root() -> Path:
@@ -68,7 +69,8 @@ def list_runs(root: str | os.PathLike | None = None, *, stale_after: float = STA
     """One row per run under ``root`` (newest first), reading only small JSON files.
 
     Columns: name, path, method, state, mAP, folds (completed), epochs, eps,
-    min_samples, started, seconds, progress, phase, message. A run with a corrupt file
+    min_samples, started, seconds, progress, phase, message, label and note
+    (:mod:`core.runs.manage`). A run with a corrupt file
     is listed with state ``"corrupt"`` and the error as its message.
 
     Examples
@@ -106,6 +108,9 @@ def _run_row(d: Path, stale_after: float) -> dict:
     folds = sum(1 for n in names if n.endswith(".done.json") and FOLD_RE.match(n)
                 and n.replace(".done.json", ".pt") in names)
     state = effective_state(d, status, stale_after)
+    progress = status.get("progress")
+    if state not in ("running", "complete"):  # what the completed folds did, not the last report
+        progress = fold_progress(cfg, list(range(folds)))
     seconds = summary.get("seconds")
     if seconds is None:
         end = status.get("finished") or status.get("updated")
@@ -116,8 +121,8 @@ def _run_row(d: Path, stale_after: float) -> dict:
                eps=cfg.get("eps") if cfg.get("eps") is not None else summary.get("noise_eps"),
                min_samples=cfg.get("min_samples"),
                started=status.get("started") or cfg.get("created"), seconds=seconds,
-               progress=status.get("progress"), phase=status.get("phase"),
-               message=status.get("message"))
+               progress=progress, phase=status.get("phase"),
+               message=status.get("message"), **read_label(d))
     return row
 
 

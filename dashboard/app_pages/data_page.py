@@ -29,19 +29,55 @@ st.session_state.setdefault("data_source", SOURCES[0])
 st.session_state.setdefault("data_folder", "")
 
 
-def _try_activate(make_spec) -> None:
-    """Build a spec and load it; on a user mistake show one line and keep the old dataset."""
+def _try_activate(make_spec, *, hide: str | None = None) -> None:
+    """Build a spec and load it; on a user mistake show one line and keep the old dataset.
+
+    ``hide``: an internal folder (the uploads' hashed folder) left out of the message.
+    """
     try:
         with st.spinner("Reading and checking the files…"):
             spec = make_spec()
             data.activate(spec)
     except data.USER_ERRORS as exc:
-        st.error(f"Could not open this dataset: {data.friendly_error(exc)}",
-                 icon=":material/error:")
+        message = data.friendly_error(exc)
+        if hide:
+            message = sources.without_folder(message, hide)
+        st.error(f"Could not open this dataset: {message}", icon=":material/error:")
         return
     # Rerun so the whole app (sidebar included) shows the new dataset; say so once.
     st.session_state["data_flash"] = f"Now using **{spec.name}**."
     st.rerun()
+
+
+def _drop_unused_upload(folder) -> None:
+    """An upload that failed to open is removed (uploads must not pile up)."""
+    import shutil
+
+    active = data.active_dataset()
+    if str(folder) != str(active.root):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _storage_section() -> None:
+    from core.storage import CLEARABLE, cache_usage, clear_cache, human_bytes
+
+    usage = cache_usage()
+    total = int(usage["bytes"].sum())
+    with st.expander(f"Storage: {human_bytes(total)} in `{usage['where'].iloc[0]}`",
+                     icon=":material/storage:"):
+        st.caption("What vidid writes on this machine: generated demo data, uploaded files, "
+                   "feature caches and projections (rebuilt when needed) and, unless "
+                   "VIDID_RUNS moves them, the runs (delete those on the Results page).")
+        shown = usage.assign(size=usage["bytes"].map(human_bytes))[["part", "size", "items"]]
+        st.dataframe(shown, hide_index=True, key="data_storage")
+        cols = st.columns(len(CLEARABLE))
+        active = data.active_dataset()
+        for col, part in zip(cols, CLEARABLE):
+            if col.button(f"Clear {part}", key=f"data_clear_{part.replace(' ', '_')}",
+                          icon=":material/delete_sweep:"):
+                freed = clear_cache(part, keep=(active.root,))
+                st.toast(f"Cleared {part}: {human_bytes(freed)} freed (the dataset in use is kept)")
+                st.rerun()
 
 
 flash = st.session_state.pop("data_flash", None)
@@ -78,8 +114,14 @@ with st.container(border=True):
             type=["pickle", "pkl", "txt", "tsv"], key="data_uploads",
             help="Name them as the dataset does: face_val.pickle + val_gt.txt, ...")
         if st.button("Load uploaded files", key="data_load_uploads", disabled=not files):
-            _try_activate(lambda: data.detect_splits(
-                sources.save_uploads((f.name, f.getvalue()) for f in files), name="upload"))
+            try:
+                folder = sources.save_uploads((f.name, f.getvalue()) for f in files)
+            except data.USER_ERRORS as exc:
+                st.error(f"Could not open this dataset: {data.friendly_error(exc)}",
+                         icon=":material/error:")
+            else:
+                _try_activate(lambda: data.detect_splits(folder, name="upload"), hide=str(folder))
+                _drop_unused_upload(folder)
 
 spec = data.active_dataset()
 try:
@@ -173,7 +215,8 @@ if options:
                       help="Each val video ranked by the mean cosine to its 5 nearest train "
                            "videos of each identity; official mAP over val identities")
         c2.dataframe(moved, hide_index=True, width="stretch",
-                     column_config={"median cosine": st.column_config.NumberColumn(format="%.4f"),
+                     column_config={"option": st.column_config.TextColumn("option", width="large"),
+                                    "median cosine": st.column_config.NumberColumn(format="%.4f"),
                                     "5-NN val mAP": st.column_config.NumberColumn(format="%.4f"),
                                     "vs default": st.column_config.NumberColumn(format="%+.4f")})
 else:
@@ -181,3 +224,4 @@ else:
 
 if os.environ.get("VIDID_RUNS") is None:
     st.caption(f"Runs are stored under `{data.runs_root()}`.")
+_storage_section()

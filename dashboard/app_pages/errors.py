@@ -91,6 +91,10 @@ def _search(ap: pd.DataFrame, rs: oof.OutOfFold, truth: dict[str, int]) -> pd.Da
     return found
 
 
+def _box_changed(box: str) -> None:
+    st.session_state[K_IDENTITY] = st.session_state[box]
+
+
 def _select_identity(identities: list[int]) -> None:
     rows = st.session_state[f"{PAGE}_ap_table"].selection.rows
     if rows and rows[0] < len(identities):
@@ -117,6 +121,33 @@ def _video_link(frame, key: str, run_name: str, label: str) -> None:
         st.caption(f"Select a row to open {label} in Video review.")
 
 
+def _readable_ranks(missed: pd.DataFrame) -> pd.DataFrame:
+    """Rank as text: a number, or "not in its top classes" where the run stored none."""
+    out = missed.copy()
+    out["rank"] = [str(int(r)) if r == r else "not in its top classes" for r in missed["rank"]]
+    return out
+
+
+def _label_issues_section(run_dir: str, run_name: str) -> None:
+    with st.expander("Probably mislabelled videos (cleanlab)", icon=":material/report:"):
+        st.caption("cleanlab's confident learning over the out-of-fold probabilities: labelled "
+                   "videos whose ground-truth identity the run finds unlikely, most suspicious "
+                   "first, with the identity it suggests. Select one to open it in Video review.")
+        try:
+            issues = run_data.run_label_issues(run_dir)
+        except data.USER_ERRORS as exc:
+            st.warning(f"Not available: {data.friendly_error(exc)}")
+            return
+        if issues is None or issues.empty:
+            st.caption("None found.")
+            return
+        st.markdown(f"**{len(issues)}** video(s) flagged")
+        _video_link(issues, f"{PAGE}_issues", run_name, "a flagged video")
+        st.download_button("Label issues (CSV)", run_data.csv_bytes(issues),
+                           file_name=f"label_issues_{run_name}.csv", mime="text/csv",
+                           key=f"{PAGE}_download_issues", icon=":material/download:")
+
+
 def _capped(counts: pd.DataFrame) -> pd.DataFrame:
     """The biggest ``MAX_BARS - 1`` rows of a (label, kind, videos) table, the rest summed."""
     if len(counts) <= MAX_BARS:
@@ -141,8 +172,9 @@ def _identity_section(spec, rs: oof.OutOfFold, truth: dict[str, int], ap: pd.Dat
     m[0].metric("AP", f"{float(row['AP'].iloc[0]):.4f}" if len(row) else "–")
     m[1].metric("ground-truth videos", n_gt)
     m[2].metric("hits in top 100", int((top["kind"] == "hit").sum()))
-    m[3].metric("intruders costing AP", int(top["costs_ap"].sum()),
-                help="Wrong videos of the top 100 ranked above one of its ground-truth videos")
+    m[3].metric("intruders", f"{int(top['costs_ap'].sum())} of {len(top)}",
+                help="Videos of its top 100 that are not this identity yet rank above one of "
+                     "its ground-truth videos: each of them lowers the AP")
     m[4].metric("missed", len(missed))
 
     clusters = run_data.run_noise_clusters(run_dir)
@@ -157,12 +189,18 @@ def _identity_section(spec, rs: oof.OutOfFold, truth: dict[str, int], ap: pd.Dat
                                                             ("distractor", "orange"))))
         shown = top[["rank", "video", "score", "kind", "true_identity"]]
         _video_link(_styled(shown), f"{PAGE}_ranked", run_name, "a video")
-        st.markdown("**Missed**: ground-truth videos outside the top 100 (rank NaN: the identity "
-                    "is not among the video's stored top classes)")
+        st.markdown("**Missed**: ground-truth videos outside the top 100")
         if missed.empty:
             st.caption("None: every ground-truth video is in the top 100.")
         else:
-            _video_link(missed, f"{PAGE}_missed", run_name, "a missed video")
+            _video_link(_readable_ranks(missed), f"{PAGE}_missed", run_name, "a missed video")
+        d1, d2 = st.columns(2)
+        d1.download_button("Ranked list (CSV)", run_data.csv_bytes(shown),
+                           file_name=f"ranked_identity_{identity}_{run_name}.csv", mime="text/csv",
+                           key=f"{PAGE}_download_ranked", icon=":material/download:")
+        d2.download_button("Missed videos (CSV)", run_data.csv_bytes(missed),
+                           file_name=f"missed_identity_{identity}_{run_name}.csv", mime="text/csv",
+                           key=f"{PAGE}_download_missed", icon=":material/download:")
     with right:
         st.markdown("**Who takes its videos** (top-1 prediction of its wrongly predicted videos)")
         lost_to_noise = missed[missed["predicted"] == "noise"]["video"].tolist()
@@ -253,7 +291,15 @@ with right:
     st.plotly_chart(run_charts.identity_ap_chart(ap, highlight=st.session_state[K_IDENTITY]),
                     key=f"{PAGE}_ap_chart")
     ap_of = dict(zip(ap["identity"].tolist(), ap["AP"].tolist()))
-    st.selectbox("Identity", ids_order, key=K_IDENTITY,
+    # The box's key names the run: after switching runs a fresh widget shows the new
+    # run's AP (a reused one kept drawing the old run's label while closed).
+    box = f"{K_IDENTITY}_box_{run['name']}"
+    st.session_state[box] = st.session_state[K_IDENTITY]
+    st.selectbox("Identity", ids_order, key=box, on_change=_box_changed, args=(box,),
                  format_func=lambda i: f"identity {i} (AP {ap_of[i]:.3f})")
+    st.download_button("Per-identity AP (CSV)", run_data.csv_bytes(ap),
+                       file_name=f"per_identity_ap_{run['name']}.csv", mime="text/csv",
+                       key=f"{PAGE}_download_ap", icon=":material/download:")
 
 _identity_section(spec, rs, truth, ap, run["path"], run["name"])
+_label_issues_section(run["path"], run["name"])

@@ -200,6 +200,9 @@ def map_and_selection(fig) -> None:
     st.subheader(f"{len(table):,} selected videos")
     st.dataframe(table, hide_index=True, width="stretch", column_config=column_config,
                  key="map_selected_table")
+    st.download_button("Selection (CSV)", table.drop(columns=["review"], errors="ignore")
+                       .to_csv(index=False).encode("utf-8"), file_name="map_selection.csv",
+                       mime="text/csv", key="map_download_selection", icon=":material/download:")
     if review:
         pick = st.selectbox("Open in Video review", table["video"].tolist(), key="map_open")
         st.page_link(review, label=f"Review {pick}", query_params={"video": pick},

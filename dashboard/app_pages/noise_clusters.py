@@ -93,6 +93,17 @@ def clustering() -> None:
 
     curve, knee = noise_cache.k_distance(spec, min_samples)
     sweep = noise_cache.eps_sweep(spec, min_samples, EPS_GRID)
+    from core.cluster.eps_choice import cliff_above
+
+    cliff = cliff_above(sweep, eps)
+    if cliff is not None:
+        (s0, s1), (n0, n1) = cliff["largest_share"], cliff["n_clusters"]
+        n = graph.n_points
+        st.warning(f"A cliff is near: at eps {cliff['eps']:.2f} (just {cliff['eps'] - eps:.2f} "
+                   f"above) the largest cluster grows from {round(s0 * n):,} to {round(s1 * n):,} "
+                   f"videos and the clusters go from {n0:,} to {n1:,}. Distinct people start "
+                   f"merging there: small changes to the features can push this eps over it.",
+                   icon=":material/warning:")
     c1, c2 = st.columns(2)
     # uirevision: a zoom the user made survives slider moves.
     static = dict(uirevision=spec.root)
@@ -144,6 +155,9 @@ def clustering() -> None:
         table = summary.copy()
         table["possible GT error"] = table["nearest_identity_sim"] >= threshold \
             if np.isfinite(threshold) else False
+        # The flag first, where the eye starts: which cluster sits on which identity.
+        table.insert(0, "flag", np.where(table["possible GT error"],
+                                         "⚑ on identity " + table["nearest_identity"].astype(str), ""))
         table["representatives"] = table["representatives"].map(", ".join)
         # Flagged clusters first: they are the ones to look at.
         table = table.sort_values(["possible GT error", "size"], ascending=[False, False],
@@ -157,12 +171,16 @@ def clustering() -> None:
             table, hide_index=True, width="stretch", key="noise_cluster_table",
             on_select="rerun", selection_mode="single-row",
             column_config={
+                "flag": st.column_config.TextColumn("flag", width="medium"),
                 "mean_intra_sim": st.column_config.NumberColumn("mean similarity inside",
                                                                 format="%.3f"),
                 "nearest_identity": st.column_config.NumberColumn("nearest identity"),
                 "nearest_identity_sim": st.column_config.ProgressColumn(
                     "similarity to it", min_value=-1.0, max_value=1.0, format="%.3f"),
             })
+        st.download_button("Cluster table (CSV)", table.to_csv(index=False).encode("utf-8"),
+                           file_name=f"noise_clusters_eps{eps:.2f}_ms{min_samples}.csv",
+                           mime="text/csv", key="noise_download_clusters", icon=":material/download:")
         picked = event.selection.rows if event is not None else []
         if picked:
             k = int(table.iloc[picked[0]]["cluster"])

@@ -184,7 +184,7 @@ def _live_body(run_dir: str) -> None:
         message = status.get("message") or ""
         head.warning(f"{state.capitalize()}{': ' + message if message else ''}")
     if len(metrics) and metrics["loss"].notna().any():
-        st.plotly_chart(run_charts.training_curves(metrics), key=f"{PAGE}_curves")
+        st.plotly_chart(run_charts.training_curves(metrics, config.get("folds")), key=f"{PAGE}_curves")
     elif state == "running":
         st.caption("Curves appear after the first epoch.")
     log = Path(run_dir) / "train.log"
@@ -229,25 +229,57 @@ def _runs_section(root: Path) -> None:
     if table.empty:
         st.info("No runs yet. Launch one above — the **knn** baseline finishes in seconds.")
         return
-    shown = table[["name", "method", "state", "mAP", "folds", "epochs", "eps", "min_samples",
-                   "seconds", "progress", "started", "message"]]
+    live = bool((table["state"] == "running").any())
+    # While a run goes the table redraws itself (progress, state); idle, it stays still.
+    st.fragment(run_every=2.0 if live else None)(_runs_table)(root)
+    if table["mAP"].notna().any():
+        st.plotly_chart(run_charts.runs_comparison(table), key=f"{PAGE}_compare")
+    _selected_run_actions(table)
+
+
+def shown_runs(table):
+    """The runs table as shown: options a method does not use are blank (knn trains no
+    epochs and clusters nothing), the label first."""
+    from core.learn.methods import get_method
+
+    shown = table[["label", "name", "method", "state", "mAP", "folds", "epochs", "eps",
+                   "min_samples", "seconds", "progress", "started", "message"]].copy()
+    for i, method in shown["method"].items():
+        try:
+            m = get_method(method)
+        except ValueError:
+            continue
+        if not m.trains_network:
+            shown.loc[i, "epochs"] = None
+        if not m.noise_classes:
+            shown.loc[i, ["eps", "min_samples"]] = None
+    return shown
+
+
+def _runs_table(root: Path) -> None:
+    try:
+        table = run_data.runs_table(root)
+    except data.USER_ERRORS as exc:
+        st.error(f"Cannot read the run store {root}: {data.friendly_error(exc)}")
+        return
     st.dataframe(
-        shown, key=f"{PAGE}_runs", hide_index=True, on_select=partial(_on_select_run, table["path"].tolist()),
-        selection_mode="single-row",
+        shown_runs(table), key=f"{PAGE}_runs", hide_index=True,
+        on_select=partial(_on_select_run, table["path"].tolist()), selection_mode="single-row",
         column_config={
             "mAP": st.column_config.NumberColumn(format="%.4f"),
             "seconds": st.column_config.NumberColumn("time (s)", format="%.1f"),
             "progress": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0),
             "eps": st.column_config.NumberColumn(format="%.2f"),
         })
-    if table["mAP"].notna().any():
-        st.plotly_chart(run_charts.runs_comparison(table), key=f"{PAGE}_compare")
+
+
+def _selected_run_actions(table) -> None:
     follow = st.session_state.get(K_FOLLOW)
     sel = table[table["path"] == follow]
     if sel.empty:
         return
     row = sel.iloc[0]
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     if row["state"] in RESUMABLE:
         if c1.button("Resume this run", key=f"{PAGE}_resume", icon=":material/replay:"):
             from core.runs.launch import resume_training
@@ -272,6 +304,8 @@ def _runs_section(root: Path) -> None:
     if row["state"] == "complete":
         c3.page_link("app_pages/errors.py", label="Review this run's errors",
                      icon=":material/rule:", query_params={"run": row["name"]})
+        c4.page_link("app_pages/results.py", label="Score it on test, download",
+                     icon=":material/leaderboard:", query_params={"run": row["name"]})
 
 
 st.title("Training")

@@ -101,7 +101,7 @@ def _prediction(rs: oof.OutOfFold | None, video: str, pooled: np.ndarray,
 
 
 def _frames_section(lv, row: int, video: str, true_id: int, pred_id: int | None,
-                    centre_ids: np.ndarray, centres: np.ndarray) -> None:
+                    centre_ids: np.ndarray, centres: np.ndarray, pred_role: str = "predicted") -> None:
     from core.features.pooling import frame_weights
 
     fs = lv.frames
@@ -114,7 +114,7 @@ def _frames_section(lv, row: int, video: str, true_id: int, pred_id: int | None,
     st.markdown("**Face quality and detection score per frame**")
     st.plotly_chart(run_charts.frame_scores_chart(frame_no, quality, det), key=f"{PAGE}_scores")
 
-    wanted = [("true", true_id), ("predicted", pred_id)]
+    wanted = [("true", true_id), (pred_role, pred_id)]
     lines: dict[str, np.ndarray] = {}
     for role, ident in wanted:
         if ident is None or ident <= 0:
@@ -122,7 +122,7 @@ def _frames_section(lv, row: int, video: str, true_id: int, pred_id: int | None,
         hit = np.flatnonzero(centre_ids == ident)
         if not len(hit):
             continue
-        label = f"{role} identity {ident}" if not (role == "predicted" and ident == true_id) else None
+        label = f"{role} identity {ident}" if not (role == pred_role and ident == true_id) else None
         if label is None:
             continue
         lines[label] = oof.frame_similarities(feats, centres[hit])[:, 0]
@@ -135,8 +135,13 @@ def _frames_section(lv, row: int, video: str, true_id: int, pred_id: int | None,
     keys = list(lines)
     if len(keys) == 2:
         worse = lines[keys[1]] > lines[keys[0]]
-        st.caption(f"{int(worse.sum())} of {len(worse)} frames look more like the predicted "
-                   f"identity than the true one: those frames carry the error.")
+        if worse.any():
+            st.caption(f"{int(worse.sum())} of {len(worse)} frames look more like the {pred_role} "
+                       f"identity than the true one.")
+        else:
+            st.caption(f"None of the {len(worse)} frame(s) is closer to the predicted identity's "
+                       f"centre than to the true one: the error is the model's, not the frames' "
+                       f"(see which classes pulled the video, right).")
 
 
 st.title("Video review")
@@ -216,22 +221,48 @@ facts[1].metric("true identity", str(true_id) if true_id > 0 else "distractor")
 facts[2].metric("frames", n_frames)
 facts[3].metric("mean quality", f"{float(np.mean(lv.frames.quality[lv.frames.offsets[row]:lv.frames.offsets[row + 1]])):.1f}")
 pred_text = "–" if pred_id is None else ("noise" if pred_id == 0 else str(pred_id))
-correct = pred_id is not None and pred_id == true_id
-facts[4].metric("predicted identity", pred_text,
-                delta=("correct" if correct else "wrong") if pred_id is not None else None,
-                delta_color="normal" if correct else "inverse")
+explained = None
+if rs is not None:
+    from core.runs.explain import explain_prediction
+
+    explained = explain_prediction(rs, video, true_id)
+if explained is not None:  # the run's prediction: right or wrong only for a labelled video
+    verdict = "" if true_id <= 0 else (" · wrong" if explained.wrong else " · correct")
+    facts[4].metric("predicted identity", pred_text + verdict)
+else:  # no run: only the nearest centre, which predicts nothing
+    facts[4].metric("nearest identity centre", pred_text,
+                    help="Without a run nothing is predicted: this is the identity whose mean "
+                         "pooled vector is closest.")
+if explained is not None and (explained.wrong or true_id <= 0):
+    box = st.error if explained.wrong else st.info
+    box(explained.sentence(), icon=":material/help:")
 if rs is not None and rs.row_of(video) is None:
     st.caption(f"Run {run_name} did not score this video (it was trained on other data or "
                "holds the video out of every fold); predictions below are the nearest centres.")
 
 left, right = st.columns([3, 2])
 with left:
-    _frames_section(lv, row, video, true_id, pred_id, centre_ids, centres)
+    _frames_section(lv, row, video, true_id, pred_id, centre_ids, centres,
+                    "predicted" if explained is not None else "nearest centre")
 with right:
     st.markdown(f"**Top predicted classes** ({value_name})")
     kinds = np.where(top["identity"].to_numpy() == true_id, "true identity", top["kind"].to_numpy())
     st.plotly_chart(run_charts.top_classes_chart(top["label"], top["value"], kinds=kinds,
                                                  value_name=value_name), key=f"{PAGE}_top")
+    if explained is not None and explained.fold is not None and explained.fold >= 0:
+        try:
+            pulled = run_data.pulling_classes_for(spec, run_dir, video, explained.fold)
+        except data.USER_ERRORS:
+            pulled = None
+        if pulled is not None:
+            st.markdown(f"**Which classes pulled it** (fold {explained.fold}'s model, every "
+                        f"output class: identities, noise clusters, shadow classes)")
+            pk = np.where(pulled["label"].to_numpy() == f"identity {true_id}", "true identity",
+                          pulled["kind"].to_numpy())
+            st.plotly_chart(run_charts.top_classes_chart(pulled["label"], pulled["probability"],
+                                                         kinds=pk), key=f"{PAGE}_pulled")
+            st.caption("Scored on the video's pooled vector without test-time views, so the "
+                       "numbers can differ a little from the run's stored scores.")
     st.markdown("**Nearest labelled videos** (cosine of pooled vectors; select one to open it)")
     try:
         near = run_data.nearest_labelled_videos(spec, video, k=10)

@@ -294,3 +294,87 @@ def _row_in(lv: "LabelledVideos", video: str) -> int:
     if not len(hits):
         raise DataError(f"no video named {video!r} in the active dataset")
     return int(hits[0])
+
+
+# ============================================================================ scored splits, label issues, comparison
+
+def scoring_status(run_dir: str | os.PathLike, split: str) -> dict:
+    """Where the scoring of ``split`` with the run stands (read fresh; ``{}`` if never)."""
+    from core.runs.split_score import scoring_status as _status
+
+    return _status(run_dir, split)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _split_ap_cached(run_dir: str, split: str, mtime: int) -> pd.DataFrame | None:
+    from core.runs.split_score import split_identity_ap
+
+    ap = split_identity_ap(run_dir, split)
+    if ap is None:
+        return None
+    return (pd.DataFrame({"identity": list(ap), "AP": list(ap.values())})
+            .sort_values(["AP", "identity"], kind="stable").reset_index(drop=True))
+
+
+def split_identity_ap(run_dir: str | os.PathLike, split: str) -> pd.DataFrame | None:
+    """Per-identity AP (``identity``, ``AP``; worst first) of a scored split, or None."""
+    from core.runs.split_score import PER_IDENTITY, scored_dir
+
+    p = scored_dir(run_dir, split) / PER_IDENTITY
+    return _split_ap_cached(str(run_dir), str(split), _mtime(p))
+
+
+def submission_bytes(run_dir: str | os.PathLike, split: str) -> bytes | None:
+    """The official submission file of a scored split (read when asked; None if absent)."""
+    from core.runs.split_score import SUBMISSION, scored_dir
+
+    p = scored_dir(run_dir, split) / SUBMISSION
+    try:
+        return p.read_bytes()
+    except OSError:
+        return None
+
+
+@st.cache_data(max_entries=8, show_spinner="Looking for label issues (cleanlab)…")
+def _label_issues_cached(run_dir: str, mtime: int) -> pd.DataFrame:
+    from core.runs.label_issues import find_label_issues
+
+    return find_label_issues(run_scores(run_dir))
+
+
+def run_label_issues(run_dir: str | os.PathLike) -> pd.DataFrame | None:
+    """Labelled videos cleanlab flags as probably mislabelled (most suspicious first), or None."""
+    p = score_file(run_dir)
+    if p is None:
+        return None
+    return _label_issues_cached(str(run_dir), _mtime(p))
+
+
+def identity_ap_map(run_dir: str | os.PathLike, split: str | None = None) -> dict[int, float] | None:
+    """``{identity: AP}`` of the run: out-of-fold (``split`` None) or of a scored split."""
+    ap = run_identity_ap(run_dir) if split is None else split_identity_ap(run_dir, split)
+    if ap is None:
+        return None
+    return dict(zip(ap["identity"].astype(int).tolist(), ap["AP"].astype(float).tolist()))
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """A table as UTF-8 CSV (what the download buttons hand out)."""
+    return frame.to_csv(index=False).encode("utf-8")
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def _pulling_cached(run_dir: str, fold: int, spec_key: tuple, video: str) -> pd.DataFrame | None:
+    from core.runs.explain import pulling_classes
+    from dashboard.cache import datasets as data
+
+    lv = data.load_dataset(spec_key[0])
+    return pulling_classes(run_dir, np.asarray(lv.X)[_row_in(lv, video)], fold)
+
+
+def pulling_classes_for(spec, run_dir: str | os.PathLike, video: str, fold: int | None) -> pd.DataFrame | None:
+    """Top classes (identities, noise clusters, shadow classes) of the fold model that held
+    ``video`` out, or None (reference method, or no such fold)."""
+    if fold is None or fold < 0:
+        return None
+    return _pulling_cached(str(run_dir), int(fold), spec_key(spec), canonical_name(video))

@@ -69,22 +69,99 @@ def generate_demo(preset: str, seed: int = 0, *, progress: ProgressFn | None = N
     return target
 
 
-def ensure_demo(preset: str | None = None) -> Path:
-    """The demo dataset folder, generated on first use with a progress bar on the page."""
+def estimate_demo_bytes(preset: str) -> int:
+    """Rough size on disk of a demo preset: its feature pickles plus their columnar caches.
+
+    >>> 2e8 < estimate_demo_bytes("demo") < 1e9
+    True
+    """
+    from core.synth import PRESETS
+
+    p = PRESETS[preset]
+    keep = max(1e-3, 1.0 - p.distractor_share)
+    videos = p.n_identities * (p.train_per_id + (p.val_per_id + p.test_per_id) / keep)
+    return int(videos * p.mean_frames * 512 * 4 * 1.2)
+
+
+class DemoJob:
+    """One background generation of a demo preset, shared by every session and page.
+
+    Started once (:func:`start_demo`); the page that started it can go away — the
+    thread goes on, and any page shows its progress (:func:`ensure_demo`).
+    """
+
+    def __init__(self, preset: str) -> None:
+        self.preset = preset
+        self.fraction = 0.0
+        self.message = "starting"
+        self.error: BaseException | None = None
+        self.path: Path | None = None
+        self.thread = threading.Thread(target=self._run, name=f"vidid-demo-{preset}", daemon=True)
+
+    def _run(self) -> None:
+        def progress(fraction: float, message: str = "") -> None:
+            self.fraction, self.message = min(max(float(fraction), 0.0), 1.0), message
+
+        try:
+            self.path = generate_demo(self.preset, progress=progress)
+        except BaseException as exc:  # shown by the page that waits
+            self.error = exc
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+
+_JOBS: dict[str, DemoJob] = {}
+_JOBS_LOCK = threading.Lock()
+
+
+def start_demo(preset: str | None = None) -> DemoJob | None:
+    """Start generating ``preset`` in the background (once); None if it is already there."""
     preset = preset or demo_preset()
     target = demo_dir(preset)
-    if target.is_dir():
-        return target
-    bar = st.progress(0.0, text=f"Generating the '{preset}' demo dataset (first launch only)…")
+    with _JOBS_LOCK:
+        if target.is_dir():
+            return None
+        job = _JOBS.get(str(target))  # keyed by where it writes: the cache may move
+        if job is None or not job.running:
+            job = _JOBS[str(target)] = DemoJob(preset)
+            job.thread.start()
+        return job
 
-    def progress(fraction: float, message: str = "") -> None:
-        bar.progress(min(max(float(fraction), 0.0), 1.0),
-                     text=f"Generating the '{preset}' demo dataset: {message}")
 
+def ensure_demo(preset: str | None = None, *, poll: float = 0.25) -> Path:
+    """The demo dataset folder; on first use it is generated in the background while the
+    page shows the progress (leaving the page does not stop or restart it)."""
+    import time
+
+    preset = preset or demo_preset()
+    job = start_demo(preset)
+    if job is None:
+        return demo_dir(preset)
+    where = demo_dir(preset).parent
+    box = st.empty()
+    with box.container():
+        bar = st.progress(0.0, text=f"Generating the '{preset}' demo dataset (first launch only)…")
+        st.caption(f"First launch: the demo writes about {_human(estimate_demo_bytes(preset))} "
+                   f"into `{where}` (set VIDID_CACHE to put it elsewhere; clear it on the Data "
+                   f"page under Storage).")
     try:
-        return generate_demo(preset, progress=progress)
+        while job.running:
+            bar.progress(job.fraction, text=f"Generating the '{preset}' demo dataset "
+                                            f"(first launch only): {job.message}")
+            time.sleep(poll)
     finally:
-        bar.empty()
+        box.empty()
+    if job.error is not None:
+        raise job.error
+    return demo_dir(preset)
+
+
+def _human(n: float) -> str:
+    from core.storage import human_bytes
+
+    return human_bytes(n)
 
 
 def demo_spec(preset: str | None = None) -> DatasetSpec:
@@ -106,6 +183,11 @@ def save_uploads(files: Iterable[tuple[str, bytes]], *, root: Path | None = None
     files = list(files)
     if not files:
         raise DataError("no files uploaded")
+    safe_names = [_SAFE_NAME.sub("_", Path(name).name).lstrip(".") or "upload" for name, _ in files]
+    dupes = sorted({n for n in safe_names if safe_names.count(n) > 1})
+    if dupes:
+        raise DataError(f"several uploaded files are named {', '.join(dupes)}: keep one of each "
+                        f"(remove the others) and load again")
     h = hashlib.sha256()
     for name, data in sorted(files):
         h.update(name.encode())
@@ -120,5 +202,15 @@ def save_uploads(files: Iterable[tuple[str, bytes]], *, root: Path | None = None
     return folder
 
 
-__all__ = ["DEFAULT_PRESET", "PRESET_ENV", "demo_dir", "demo_preset", "demo_spec", "ensure_demo",
-           "generate_demo", "save_uploads"]
+def without_folder(message: str, folder: str | os.PathLike) -> str:
+    """A message about uploaded files, without the internal upload folder's path.
+
+    >>> without_folder("/c/uploads/ab12/face_val.pickle: not a pickle", "/c/uploads/ab12")
+    'face_val.pickle: not a pickle'
+    """
+    return message.replace(os.fspath(folder) + os.sep, "").replace(os.fspath(folder), "the upload")
+
+
+__all__ = ["DEFAULT_PRESET", "PRESET_ENV", "DemoJob", "demo_dir", "demo_preset", "demo_spec",
+           "ensure_demo", "estimate_demo_bytes", "generate_demo", "save_uploads", "start_demo",
+           "without_folder"]
