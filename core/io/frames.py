@@ -182,7 +182,7 @@ def frameset_from_videos(videos: dict, *, source: str,
     lengths = np.zeros(len(videos), dtype=np.int64)
     flat: list = []
     for i, (raw, frames) in enumerate(videos.items()):
-        name = _checked_name(raw, where)
+        name = checked_name(raw, where)
         if name in raw_of:
             raise DataError(f"{where}: videos {raw_of[name]!r} and {raw!r} are the same "
                             f"video {name!r} once decoded and stripped of '.mp4'")
@@ -224,11 +224,12 @@ def frameset_from_videos(videos: dict, *, source: str,
     bbox = bbox_column(cols[1], at, n_frames)
     frame_no = frame_number_column(cols[0], at)
     report(1.0, "done")
-    return FrameSet(names=_object_array(names), offsets=offsets, feats=feats,
+    return FrameSet(names=object_array(names), offsets=offsets, feats=feats,
                     quality=quality, det=det, frame_no=frame_no, bbox=bbox, source=str(source))
 
 
-def _checked_name(raw: object, where: str) -> str:
+def checked_name(raw: object, where: str) -> str:
+    """A video name from a file, canonical (no ``.mp4``), or DataError naming ``where``."""
     try:
         name = canonical_name(raw)  # type: ignore[arg-type]
     except (TypeError, UnicodeDecodeError) as exc:
@@ -238,7 +239,8 @@ def _checked_name(raw: object, where: str) -> str:
     return name
 
 
-def _object_array(items: list) -> np.ndarray:
+def object_array(items: list) -> np.ndarray:
+    """A 1-d object array of ``items`` (strings stay strings, never a 2-d char array)."""
     out = np.empty(len(items), dtype=object)
     out[:] = items
     return out

@@ -33,8 +33,8 @@ import numpy as np
 from core.errors import DataError
 from core.io.frame_fields import (bbox_column, feature_matrix, frame_number_column,
                                   score_column)
-from core.io.frames import FrameSet, load_frameset, read_frameset_meta, save_frameset
-from core.io.names import canonical_name
+from core.io.frames import (FrameSet, checked_name, load_frameset, object_array, read_frameset_meta,
+                            save_frameset)
 from core.io.safe_pickle import load_pickle_safe, require_file
 from core.paths import cache_root
 
@@ -191,7 +191,7 @@ def modality_frameset(videos: object, modality: str, *, source: str) -> FrameSet
     lengths = np.zeros(len(videos), dtype=np.int64)
     flat: list = []
     for i, (raw, value) in enumerate(videos.items()):
-        name = _checked_name(raw, where)
+        name = checked_name(raw, where)
         if name in seen:
             raise DataError(f"{where}: videos {seen[name]!r} and {raw!r} are the same "
                             f"video {name!r} once decoded and stripped of '.mp4'")
@@ -224,7 +224,7 @@ def modality_frameset(videos: object, modality: str, *, source: str) -> FrameSet
     if modality == "audio":
         feats = feature_matrix(tuple(flat), at, n)
         ones = np.ones(n, dtype=np.float32)
-        return FrameSet(names=_object_array(names), offsets=offsets, feats=feats,
+        return FrameSet(names=object_array(names), offsets=offsets, feats=feats,
                         quality=ones, det=ones.copy(), frame_no=np.zeros(n, np.int32),
                         bbox=np.zeros((n, 4), np.float32), source=str(source))
     n_fields = 4 if modality == "head" else 3
@@ -246,25 +246,9 @@ def modality_frameset(videos: object, modality: str, *, source: str) -> FrameSet
     else:
         det = np.ones(n, dtype=np.float32)
         quality = det.copy()
-    return FrameSet(names=_object_array(names), offsets=offsets, feats=feats,
+    return FrameSet(names=object_array(names), offsets=offsets, feats=feats,
                     quality=quality, det=det, frame_no=frame_number_column(cols[0], at),
                     bbox=bbox_column(cols[1], at, n), source=str(source))
-
-
-def _checked_name(raw: object, where: str) -> str:
-    try:
-        name = canonical_name(raw)  # type: ignore[arg-type]
-    except (TypeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{where}: bad video name {raw!r}: {exc}") from None
-    if not name or len(name.split()) != 1 or name != name.strip():
-        raise DataError(f"{where}: bad video name {raw!r}: empty or contains whitespace")
-    return name
-
-
-def _object_array(items: list) -> np.ndarray:
-    out = np.empty(len(items), dtype=object)
-    out[:] = items
-    return out
 
 
 # --------------------------------------------------------------------------- #
