@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -61,9 +62,13 @@ def streamlit_server(env: dict[str, str], *, timeout: float = 60.0,
            "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none"]
     log = open(Path(env["VIDID_CACHE"]) / f"streamlit-{port}.log", "wb")
-    proc = subprocess.Popen(cmd, cwd=app.parent.parent, env={**os.environ, **env}, stdout=log,
+    # PYTHONFAULTHANDLER: on a failure the server gets SIGABRT and writes every thread's
+    # stack into its log, which is printed below (a hung page then names the line it hangs on)
+    proc = subprocess.Popen(cmd, cwd=app.parent.parent,
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1", **env}, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
+    failed = True
     try:
         t0 = time.monotonic()
         while True:
@@ -77,13 +82,24 @@ def streamlit_server(env: dict[str, str], *, timeout: float = 60.0,
                 raise RuntimeError(f"streamlit did not become healthy in {timeout:.0f} s")
             time.sleep(0.2)
         yield url
+        failed = False
     finally:
+        if failed and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
+        if failed:
+            log.flush()
+            tail = Path(log.name).read_bytes()[-8000:].decode(errors="replace")
+            print(f"--- the streamlit server's log (last 8000 bytes) ---\n{tail}")
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # children it forked, if any are left
         log.close()
 
 

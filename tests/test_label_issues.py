@@ -38,6 +38,21 @@ def test_planted_label_noise_is_found():
     assert issues["quality"].is_monotonic_increasing  # most suspicious first
 
 
+@pytest.mark.parametrize("filter_by", ["prune_by_noise_rate", "prune_by_class", "both"])
+def test_no_process_is_forked(monkeypatch, filter_by):
+    """cleanlab's default forks a pool per call; forked from the dashboard's threaded
+    server a child can deadlock (the Errors page then never ends): vidid stays in-process."""
+    import multiprocessing
+
+    def refuse(*a, **k):
+        raise AssertionError("cleanlab started a process pool")
+
+    monkeypatch.setattr(multiprocessing, "Pool", refuse)
+    rs, flipped, _ = _planted(n_ids=40, per_id=30, flips=40)
+    issues = find_label_issues(rs, filter_by=filter_by)
+    assert len(set(issues["video"]) & flipped) >= 0.7 * len(flipped)
+
+
 def test_planted_noise_in_a_real_knn_run(tiny_demo, tmp_path):
     """Flip some labels of the tiny dataset's train split, train KNN, find them."""
     from core.features.dataset import concat, open_split

@@ -10,12 +10,15 @@ Shown on the Errors page and by ``vidid issues RUN``.
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 import pandas as pd
 
 from core.errors import DataError
 from core.runs.oof import OutOfFold
+
+_CLEANLAB_LOCK = threading.Lock()
 
 #: Columns of :func:`find_label_issues`'s table, in order.
 ISSUE_COLUMNS = ("video", "given", "suggested", "given_prob", "suggested_prob", "quality")
@@ -94,9 +97,14 @@ def find_label_issues(rs: OutOfFold, *, filter_by: str = "prune_by_noise_rate") 
         return pd.DataFrame(columns=list(ISSUE_COLUMNS))
     import warnings
 
-    with warnings.catch_warnings():  # few videos per identity: cleanlab warns, still answers
+    # n_jobs=1: cleanlab's default forks a multiprocessing pool (one process per physical
+    # core); forked from a threaded process (the dashboard's server, torch's OpenMP pool)
+    # a child can deadlock on a lock held by another thread -- the Errors page then
+    # never finishes. cleanlab keeps its per-class inputs in module globals, so calls
+    # from two threads (two dashboard sessions) are serialised.
+    with _CLEANLAB_LOCK, warnings.catch_warnings():  # few videos per identity: cleanlab warns
         warnings.simplefilter("ignore")
-        ranked = _cleanlab_find(labels, P, filter_by=filter_by,
+        ranked = _cleanlab_find(labels, P, filter_by=filter_by, n_jobs=1,
                                 return_indices_ranked_by="self_confidence")
         quality = get_label_quality_scores(labels, P, method="self_confidence")
     ranked = np.asarray(ranked, dtype=np.int64)
