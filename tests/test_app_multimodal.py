@@ -71,3 +71,18 @@ def test_errors_filters_faceless_and_low_quality_videos(multimodal_run) -> None:
     table = at.dataframe(key="errors_face_table").value
     assert len(table) and (table["face quality"] < 90).all()
     assert [t for t in at.caption if "below 90" in t.value]
+
+
+@pytest.mark.parametrize("with_run", [True, False])
+def test_video_review_shows_each_modality_of_a_faceless_video(env, multimodal_run, with_run) -> None:
+    video = _faceless(env)[0]
+    query = {"video": video, **({"run": multimodal_run.path.name} if with_run else {})}
+    at = open_page("app_pages/video_review.py", query=query)
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="review_video").value == video
+    assert "no face" in at.radio(key="review_filter").options
+    evidence = _frame_with(at, "nearest video")
+    assert evidence["modality"].tolist() == ["face", "head", "body", "audio", "all (late fusion)"]
+    assert not evidence["present"].iloc[0] and evidence["present"].iloc[1:].any()
+    assert abs(evidence[evidence["modality"].isin(["head", "body", "audio"])]["weight"].sum() - 1) < 0.01
+    assert [i for i in at.info if "No face frame" in i.value]
