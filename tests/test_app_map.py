@@ -195,3 +195,45 @@ def test_progress_exception_does_not_leave_tqdm_lock_held(app_env, monkeypatch):
     rows, xy, total = data_map.projection(spec, "noise", method="umap", n_neighbors=7,
                                           progress=progress)
     assert calls == [len(rows)] and xy.shape == (len(rows), 2)
+
+
+def test_map_is_drawn_from_any_modality_present(app_env):
+    """Only modalities present are offered; a modality's map holds exactly the videos that
+    hold it, and the side-by-side map holds the faceless videos too."""
+    from dashboard.cache import modal as modal_cache
+
+    at = _page(map_subset="All videos")
+    box = at.selectbox(key="map_source")
+    assert box.options == ["face features", "head features", "body features", "audio features",
+                           "all modalities side by side"]
+    spec, _ = _loaded()
+    from core.features import concat
+    from core.features.modalities import open_multimodal
+
+    assert modal_cache.modalities_of(spec) == ("face", "head", "body", "audio")
+    mlv = concat([open_multimodal(s.feats, s.gt, split=s.name) for s in spec.splits])
+    for source, expect in (("audio", mlv.modal.has("audio")),
+                           ("fused", np.ones(len(mlv.names), bool))):
+        at.selectbox(key="map_source").set_value(source).run()
+        assert not at.exception, [e.value for e in at.exception]
+        rows = np.concatenate([_decode(t["customdata"]) for t in _figure(at)["data"]])
+        assert sorted(rows.tolist()) == np.flatnonzero(expect).tolist()
+    assert (~mlv.modal.has("face")).any()  # fused draws the faceless videos the face map lacks
+
+
+def test_face_only_data_offers_no_modality_choice(tiny_demo, tmp_path):
+    import shutil
+
+    from app_helpers import open_page as _open
+    from dashboard.cache.datasets import detect_splits
+
+    face_only = tmp_path / "face_only"
+    face_only.mkdir()
+    for f in tiny_demo.glob("*"):
+        if f.name.startswith("face_") or f.name.endswith("_gt.txt"):
+            shutil.copy(f, face_only / f.name)
+    spec = detect_splits(face_only)
+    with tiny_app_env(tiny_demo, tmp_path / "runs"):
+        at = _open(PAGE, {"map_method": "pca", "map_subset": "All videos", "dataset": spec}, timeout=60)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [s for s in at.selectbox if s.key == "map_source"]
