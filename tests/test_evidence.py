@@ -53,7 +53,7 @@ def test_planted_audio_names_the_faceless_videos() -> None:
     ev = modality_evidence(mf, ids, faceless, k=2)
     assert len(ev) == len(faceless) * 4  # three modalities + the fused row per video
     face = ev[ev["modality"] == "face"]
-    assert not face["present"].any() and (face["weight"] == 0).all() and (face["points to"] == 0).all()
+    assert not face["present"].any() and (face["weight"] == 0).all() and face["points to"].isna().all()
     audio = ev[ev["modality"] == "audio"]
     assert audio["agrees"].all() and (audio["true rank"] == 1).all()
     fused = ev[ev["modality"] == FUSED]

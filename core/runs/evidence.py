@@ -83,7 +83,7 @@ def modality_evidence(modal, ids: np.ndarray, rows: Sequence[int], *,
     -------
     DataFrame, one row per (video, modality) plus one :data:`FUSED` row per video:
     ``row``, ``video``, ``modality``, ``present``, ``weight`` (0 where absent),
-    ``points to`` (identity, 0 where absent), ``score``, ``true identity``,
+    ``points to`` (identity, NA where absent), ``score``, ``true identity``,
     ``true score`` / ``true rank`` (NaN for a distractor or where absent),
     ``agrees`` (points to the true identity), ``nearest video``, ``cosine``.
 
@@ -94,8 +94,10 @@ def modality_evidence(modal, ids: np.ndarray, rows: Sequence[int], *,
     >>> mf = ModalFeatures(("face", "audio"), {"face": e[[0, 0, 1, 0]], "audio": e[[1, 2, 2, 0]]},
     ...                    np.array([[1, 1], [1, 1], [1, 1], [0, 1]], bool))
     >>> ev = modality_evidence(mf, np.array([1, 1, 2, 1]), [3], k=1)
-    >>> ev[["modality", "present", "points to", "agrees"]].values.tolist()
-    [['face', False, 0, False], ['audio', True, 1, True], ['all (late fusion)', True, 1, True]]
+    >>> ev[["modality", "present", "agrees"]].values.tolist()
+    [['face', False, False], ['audio', True, True], ['all (late fusion)', True, True]]
+    >>> ev["points to"].tolist()
+    [<NA>, 1, 1]
     """
     from core.learn.fusion import KNN_WEIGHTS
     from core.learn.knn import knn_scores, nearest_labelled
@@ -172,9 +174,12 @@ def _evidence_rows(modality: str, rows: np.ndarray, ok: np.ndarray, weight: np.n
             t_rank[has_t] = 1 + (S[has_t] > ts[:, None]).sum(axis=1)
     label = (lambda r: np.asarray(names)[r].astype(str)) if names is not None else (lambda r: r.astype(str))
     nearest = np.where(near_row >= 0, label(np.maximum(near_row, 0)), "")
+    points_to = pd.array(best, dtype="Int64")
+    points_to[~ok] = pd.NA  # an absent modality points nowhere
     return pd.DataFrame({
         "row": rows, "video": label(rows), "modality": modality, "present": ok,
-        "weight": np.where(ok, weight, 0.0).round(3), "points to": best, "score": score,
+        "weight": np.where(ok, weight, 0.0).round(3),
+        "points to": points_to, "score": score,
         "true identity": true, "true score": t_score, "true rank": t_rank,
         "agrees": ok & (best == true) & (true > 0), "nearest video": nearest, "cosine": near_cos,
         "_order": 99 if modality == FUSED else 0, "_query": np.arange(n)})
