@@ -82,7 +82,8 @@ def modality_evidence(modal, ids: np.ndarray, rows: Sequence[int], *,
     Returns
     -------
     DataFrame, one row per (video, modality) plus one :data:`FUSED` row per video:
-    ``row``, ``video``, ``modality``, ``present``, ``weight`` (0 where absent),
+    ``row``, ``video``, ``modality``, ``present`` (the video holds it and some labelled
+    video of ``reference`` does too), ``weight`` (0 where absent),
     ``points to`` (identity, NA where absent), ``score``, ``true identity``,
     ``true score`` / ``true rank`` (NaN for a distractor or where absent),
     ``agrees`` (points to the true identity), ``nearest video``, ``cosine``.
@@ -229,16 +230,19 @@ def condition_outcomes(rs: OutOfFold, truth: Mapping[str, int], videos: Sequence
     """
     pred, score = rs.predicted()
     lines = rankings(rs, top=TOP)
-    rank_of = {(i, v): r + 1 for i, line in lines.items() for r, v in enumerate(line)}
     rows = [(v, rs.row_of(v)) for v in videos]
     rows = [(v, r) for v, r in rows if r is not None and rs.scored[r]]
     t = np.array([int(truth.get(v, 0)) for v, _ in rows], dtype=np.int64)
     p = np.array([int(pred[r]) for _, r in rows], dtype=np.int64)
+
+    def own_rank(video: str, identity: int) -> float:
+        line = lines.get(identity, []) if identity > 0 else []
+        return float(line.index(video) + 1) if video in line else np.nan
+
     return pd.DataFrame({
         "video": [v for v, _ in rows], "true identity": t, "predicted": p,
         "correct": (t > 0) & (p == t),
-        "rank in own line": [float(rank_of.get((int(i), v), np.nan)) if i > 0 else np.nan
-                             for (v, _), i in zip(rows, t)],
+        "rank in own line": [own_rank(v, int(i)) for (v, _), i in zip(rows, t)],
         "score": [float(score[r]) for _, r in rows]})
 
 
