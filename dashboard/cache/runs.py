@@ -375,10 +375,9 @@ def _pulling_cached(run_dir: str, fold: int, spec_key: tuple, video: str) -> pd.
     face = np.flatnonzero(np.asarray(lv.names) == video)
     pooled = np.asarray(lv.X)[int(face[0])] if face.size else None
     mlv = modal_dataset(spec)
-    modal = None
-    if mlv is not None:
-        modal = mlv.modal.select(np.array([_row_in(mlv, video)]))
-    elif pooled is None:
+    hit = np.flatnonzero(np.asarray(mlv.names) == video) if mlv is not None else np.zeros(0, int)
+    modal = mlv.modal.select(hit[:1]) if hit.size else None
+    if pooled is None and modal is None:
         _row_in(lv, video)  # the one error for a video the dataset lacks
     return pulling_classes(run_dir, pooled, fold, modal=modal)
 
