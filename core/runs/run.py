@@ -8,6 +8,9 @@ A run directory holds (every file written atomically through :mod:`core.atomic`)
     metrics.json         list of per-epoch rows {"fold", "epoch", "loss", "val_map", "time"}
     fold_K.pt            a fold checkpoint (torch.save of a dict)
     fold_K.done.json     written after fold_K.pt; a fold is complete only if both exist
+    fold_K.partial.pt    the state of fold K after its last finished epoch (model, optimiser,
+                         best so far, labels, RNGs); resume continues the fold from it;
+                         removed once fold_K.pt is complete
     NAME.npz             arrays (out-of-fold scores, ...), ``save_array``
     NAME.json            other JSON documents (per-identity AP, ...), ``save_json``
     summary.json         written LAST by ``finish``
@@ -16,7 +19,8 @@ A run directory holds (every file written atomically through :mod:`core.atomic`)
 A run reads ``"complete"`` only when ``summary.json`` exists **and** the status says
 complete. A run whose status says ``"running"`` but whose process is gone (dead pid on
 this host) or whose heartbeat is older than ``STALE_AFTER_S`` reads ``"interrupted"``;
-:func:`clean_run` removes its partial files so that training can resume.
+:func:`clean_run` removes its partial files so that training can resume (a readable
+mid-fold state is kept: it is what lets a fold resume from its next epoch).
 
 This module is one run (:class:`Run`, :func:`clean_run`). The file names, JSON
 encoding and state rule are :mod:`core.runs.files`; the store-wide functions
@@ -43,7 +47,8 @@ from core.atomic import atomic_open, atomic_write_text
 from core.errors import DataError
 from core.io.safe_pickle import PickleTooBig, plain_arrays, torch_safe_globals
 from core.runs.liveness import pid_alive, process_start_ticks
-from core.runs.files import (fold_progress, CANCEL, CONFIG, FOLD_RE, METRICS, STALE_AFTER_S, STATES, STATUS,
+from core.runs.files import (fold_progress, CANCEL, CONFIG, FOLD_RE, METRICS, PARTIAL_RE, STALE_AFTER_S,
+                            STATES, STATUS, partial_fold_info,
                             SUMMARY, age_seconds, dumps_json, effective_state, json_default,
                             now_iso, read_json, read_json_dict)
 
@@ -180,11 +185,15 @@ class Run:
             raise DataError(f"{run.path}: run is still running (pid {pid} on "
                             f"{run.status.get('host')}); cannot resume it")
         _refuse_live_writer(run, "resume")
-        clean_run(run.path, stale_after=stale_after)
+        removed = clean_run(run.path, stale_after=stale_after)
         run._status = run.status
         run._metrics = None
-        run._claim(resumed=now_iso(), message="", finished=None, phase="resuming",
-                   progress=fold_progress(run.config(), run.completed_folds()))
+        # a mid-fold state that could not be read was removed: say so, the fold restarts
+        lost = [n for n in removed if PARTIAL_RE.match(n)]
+        message = f"{', '.join(lost)} unreadable: that fold restarts from epoch 1" if lost else ""
+        run._claim(resumed=now_iso(), message=message, finished=None, phase="resuming",
+                   partial=run.partial_info(),
+                   progress=fold_progress(run.config(), run.completed_folds(), run.partial_info()))
         return run
 
     def _claim(self, **fields: Any) -> None:
@@ -320,6 +329,11 @@ class Run:
         marker = dict(info or {})
         marker.update(fold=k, bytes=pt.stat().st_size, sha256=_sha256(pt), saved=now_iso())
         atomic_write_text(done, dumps_json(marker))
+        # the fold is complete: its mid-fold state is history
+        with contextlib.suppress(FileNotFoundError):
+            self._partial_path(k).unlink()
+        if (self._status or {}).get("partial", {}) and self._status["partial"].get("fold") == k:
+            self.set_status(partial=None)
 
     def completed_folds(self) -> list[int]:
         """Folds whose checkpoint and ``.done`` marker both exist, sorted."""
@@ -354,18 +368,66 @@ class Run:
                             f"(damaged or replaced)")
         from core.io.safe_pickle import require_file
 
-        require_file(pt, "checkpoint")  # a pipe or device in its place: refused, not read
-        try:
-            with torch.serialization.safe_globals(torch_safe_globals()):
-                obj = torch.load(pt, map_location=map_location, weights_only=True)
-        except Exception as exc:  # torch raises many types for a bad file
-            raise DataError(f"{pt}: cannot load checkpoint: {' '.join(str(exc).split())[:200]}") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{pt}: expected a dict checkpoint, got {type(obj).__name__}")
-        try:
-            return plain_arrays(obj, pt.stat().st_size)  # guarded stand-in arrays -> plain ndarrays
-        except PickleTooBig as exc:
-            raise DataError(f"{pt}: refused: {exc}") from None
+        return _load_checkpoint(pt, map_location)
+
+    # -- mid-fold state ----------------------------------------------------------------
+    def _partial_path(self, k: int) -> Path:
+        return self.path / f"fold_{_check_fold(k)}.partial.pt"
+
+    def save_partial(self, k: int, state: dict) -> None:
+        """Save fold ``k``'s state after a finished epoch to ``fold_K.partial.pt`` (atomically).
+
+        ``state`` is a dict of tensors, numpy arrays and plain values holding at least
+        ``epochs_done`` and ``epochs`` (ints); the status records ``partial`` =
+        ``{"fold", "epochs_done", "epochs"}`` for the runs table. :meth:`save_fold`
+        removes the file once the fold is complete.
+        """
+        import torch
+
+        k = _check_fold(k)
+        info = {"fold": k, "epochs_done": int(state["epochs_done"]), "epochs": int(state["epochs"])}
+        with atomic_open(self._partial_path(k), "wb") as fh:
+            torch.save({**state, "fold": k}, fh)
+        self.set_status(partial=info)
+
+    def load_partial(self, k: int, *, map_location: Any = "cpu") -> dict | None:
+        """Fold ``k``'s mid-fold state, or None if it has none.
+
+        Loaded safely (``weights_only``: tensors, numpy arrays and plain values only);
+        a damaged file, or one that is not fold ``k``'s state, raises DataError naming it.
+        """
+        pt = self._partial_path(k)
+        if not pt.exists():
+            return None
+        obj = _load_checkpoint(pt, map_location, what="mid-fold state")
+        done, epochs = obj.get("epochs_done"), obj.get("epochs")
+        if obj.get("fold") != k or not all(isinstance(v, int) and not isinstance(v, bool)
+                                           for v in (done, epochs)) or not 0 < done <= epochs:
+            raise DataError(f"{pt}: not a mid-fold state of fold {k} (fold {obj.get('fold')!r}, "
+                            f"epochs_done {done!r} of {epochs!r})")
+        return obj
+
+    def discard_partial(self, k: int) -> None:
+        """Drop fold ``k``'s mid-fold state and its metric rows: the fold restarts from epoch 1."""
+        k = _check_fold(k)
+        with contextlib.suppress(FileNotFoundError):
+            self._partial_path(k).unlink()
+        if self._metrics is None:
+            self._metrics = self._load_metrics()
+        keep = [r for r in self._metrics if r.get("fold") != k]
+        if len(keep) != len(self._metrics):
+            self._metrics = keep
+            atomic_write_text(self.path / METRICS, dumps_json(keep))
+        if (self._status or {}).get("partial"):
+            self.set_status(partial=None)
+
+    def partial_info(self) -> dict | None:
+        """``{"fold", "epochs_done", "epochs"}`` of the mid-fold state on disk, from the status.
+
+        None when there is none (or the status names a fold without its file, or a
+        fold already complete). For display; :meth:`load_partial` reads the state itself.
+        """
+        return partial_fold_info(self.path, self.status, set(self.completed_folds()))
 
     # -- arrays and JSON documents -----------------------------------------------------
     def save_array(self, name: str, **arrays: Any) -> None:
@@ -414,6 +476,25 @@ class Run:
         return (self.path / name).exists()
 
 
+def _load_checkpoint(pt: Path, map_location: Any, what: str = "checkpoint") -> dict:
+    import torch
+
+    from core.io.safe_pickle import require_file
+
+    require_file(pt, what)  # a pipe or device in its place: refused, not read
+    try:
+        with torch.serialization.safe_globals(torch_safe_globals()):
+            obj = torch.load(pt, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise DataError(f"{pt}: cannot load {what}: {' '.join(str(exc).split())[:200]}") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{pt}: expected a dict {what}, got {type(obj).__name__}")
+    try:
+        return plain_arrays(obj, pt.stat().st_size)  # guarded stand-in arrays -> plain ndarrays
+    except PickleTooBig as exc:
+        raise DataError(f"{pt}: refused: {exc}") from None
+
+
 def _check_fold(k: Any) -> int:
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 0:
         raise ValueError(f"fold must be a non-negative int, got {k!r}")
@@ -438,7 +519,9 @@ def clean_run(path: str | os.PathLike, *, stale_after: float = STALE_AFTER_S) ->
 
     Removes temporary files of interrupted atomic writes, fold checkpoints without
     their ``.done`` marker (and markers without a checkpoint), metric rows of those
-    incomplete folds, and the ``cancel`` flag. Completed folds are kept.
+    incomplete folds, and the ``cancel`` flag. Completed folds are kept, and so is a
+    readable mid-fold state (``fold_K.partial.pt``) with the metric rows of its finished
+    epochs; an unreadable one, or one of a fold already complete, is removed.
 
     Examples
     --------
@@ -457,10 +540,19 @@ def clean_run(path: str | os.PathLike, *, stale_after: float = STALE_AFTER_S) ->
     removed: list[str] = []
     names = sorted(p.name for p in run.path.iterdir())
     complete = set(run.completed_folds())
+    epochs_done: dict[int, int] = {}  # fold -> epochs its kept mid-fold state holds
     for n in names:
         m = FOLD_RE.match(n)
         partial = (n.startswith(".") and n.endswith(".tmp")) or n == CANCEL
         if m and int(m.group(1)) not in complete:
+            partial = True
+        pm = PARTIAL_RE.match(n)
+        if pm and int(pm.group(1)) not in complete:
+            try:
+                epochs_done[int(pm.group(1))] = run.load_partial(int(pm.group(1)))["epochs_done"]
+            except DataError:
+                partial = True  # unreadable: the fold restarts (Run.resume says so)
+        elif pm:
             partial = True
         if partial:
             with contextlib.suppress(FileNotFoundError):
@@ -469,7 +561,10 @@ def clean_run(path: str | os.PathLike, *, stale_after: float = STALE_AFTER_S) ->
     mp = run.path / METRICS
     if mp.exists():
         rows = run._load_metrics()
-        keep = [r for r in rows if not isinstance(r.get("fold"), int) or r["fold"] in complete]
+        # a kill between a row and its epoch's state leaves a row ahead: dropped, redone
+        keep = [r for r in rows if not isinstance(r.get("fold"), int) or r["fold"] in complete
+                or (r["fold"] in epochs_done and isinstance(r.get("epoch"), int)
+                    and r["epoch"] < epochs_done[r["fold"]])]
         if len(keep) != len(rows):
             atomic_write_text(mp, dumps_json(keep))
     return removed
