@@ -14,8 +14,14 @@ from typing import IO, Iterator
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb", **kwargs) -> Iterator[IO]:
+def atomic_open(path: str | os.PathLike, mode: str = "wb", *, durable: bool = True,
+                **kwargs) -> Iterator[IO]:
     """Open a temporary file for writing that replaces ``path`` on clean exit.
+
+    ``durable=False`` skips the fsyncs: a killed process still leaves the old file or
+    the new one, but after a power loss the file may read empty. Only for files whose
+    loss is harmless and which are rewritten often (a run's mid-fold state: about
+    10 ms an epoch saved).
 
     Examples
     --------
@@ -34,9 +40,11 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", **kwargs) -> Iterator
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        if durable:
+            _fsync_dir(path.parent)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

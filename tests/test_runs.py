@@ -326,6 +326,7 @@ def test_mid_fold_state_is_kept_by_clean_and_resume(run: Run):
     for e in range(3):  # epoch 2's row is written, its state is not (killed in between)
         run.append_metric({"fold": 1, "epoch": e, "val_map": 0.1})
     _partial(run, 1, epochs_done=2)
+    run.heartbeat(0.4, "fold 2/3")  # the status carries it from its next write
     assert run.status["partial"] == {"fold": 1, "epochs_done": 2, "epochs": 4}
     assert run.load_partial(1)["model"]["w"].tolist() == [1.0, 1.0] and run.load_partial(2) is None
     run.set_status(pid=_dead_pid())

@@ -191,9 +191,13 @@ class Run:
         # a mid-fold state that could not be read was removed: say so, the fold restarts
         lost = [n for n in removed if PARTIAL_RE.match(n)]
         message = f"{', '.join(lost)} unreadable: that fold restarts from epoch 1" if lost else ""
+        partial = None  # from the file itself: the status may be a heartbeat behind
+        for k in sorted(int(m.group(1)) for m in map(PARTIAL_RE.match, os.listdir(run.path)) if m):
+            state = run.load_partial(k)  # readable: clean_run removed those that are not
+            partial = {"fold": k, "epochs_done": state["epochs_done"], "epochs": state["epochs"]}
         run._claim(resumed=now_iso(), message=message, finished=None, phase="resuming",
-                   partial=run.partial_info(),
-                   progress=fold_progress(run.config(), run.completed_folds(), run.partial_info()))
+                   partial=partial,
+                   progress=fold_progress(run.config(), run.completed_folds(), partial))
         return run
 
     def _claim(self, **fields: Any) -> None:
@@ -379,16 +383,27 @@ class Run:
 
         ``state`` is a dict of tensors, numpy arrays and plain values holding at least
         ``epochs_done`` and ``epochs`` (ints); the status records ``partial`` =
-        ``{"fold", "epochs_done", "epochs"}`` for the runs table. :meth:`save_fold`
-        removes the file once the fold is complete.
+        ``{"fold", "epochs_done", "epochs"}`` for the runs table with its next write (a
+        heartbeat, cancel or end: at most a second behind). :meth:`save_fold` removes
+        the file once the fold is complete.
+
+        Cheap enough for every epoch: serialised in memory and written in one piece,
+        without fsync (a kill leaves the old state or the new one; a power loss at worst
+        an unreadable file, and the fold restarts).
         """
+        import io
+
         import torch
 
         k = _check_fold(k)
         info = {"fold": k, "epochs_done": int(state["epochs_done"]), "epochs": int(state["epochs"])}
-        with atomic_open(self._partial_path(k), "wb") as fh:
-            torch.save({**state, "fold": k}, fh)
-        self.set_status(partial=info)
+        buf = io.BytesIO()
+        torch.save({**state, "fold": k}, buf)
+        with atomic_open(self._partial_path(k), "wb", durable=False) as fh:
+            fh.write(buf.getbuffer())
+        if self._status is None:
+            self._status = self.status
+        self._status["partial"] = info
 
     def load_partial(self, k: int, *, map_location: Any = "cpu") -> dict | None:
         """Fold ``k``'s mid-fold state, or None if it has none.
