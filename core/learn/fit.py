@@ -226,7 +226,9 @@ def fit(config: TrainConfig, data, run, *, progress: ProgressFn | None = None,
         ``frames`` row-aligned, used for test-time views and noise augmentation)
     run : core.runs.Run, created (or resumed) by the caller
     progress : callable(fraction, message), optional
-    resume : reuse the folds already complete in ``run`` (their config must match)
+    resume : reuse the folds already complete in ``run`` (their config must match), and
+        continue a fold cut short from its mid-fold state (``fold_K.partial.pt``, saved
+        after every epoch) at its next epoch, with the result of an uninterrupted run
     noise_labels : DBSCAN labels of the distractors (one per distractor in row order,
         or one per video) to use instead of clustering inside ``fit``
 
