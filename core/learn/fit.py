@@ -164,7 +164,7 @@ def _check_resumable(config: TrainConfig, payload: dict, k: int, run) -> None:
 
 
 def _partial_state(config: TrainConfig, run, k: int, meta: dict, epochs: int,
-                   report: ProgressFn) -> dict | None:
+                   report: ProgressFn, fraction: float) -> dict | None:
     """Fold ``k``'s mid-fold state to continue from, or None to train it from epoch 1.
 
     A different config refuses the resume (as for a complete fold); a state that cannot
@@ -182,7 +182,7 @@ def _partial_state(config: TrainConfig, run, k: int, meta: dict, epochs: int,
         if why:
             why = f"{run.path}: fold {k}'s mid-fold state {why}"
     if why:
-        report(0.0, f"{why}; fold {k} restarts from epoch 1")
+        report(fraction, f"{why}; fold {k} restarts from epoch 1")
         run.discard_partial(k)
         run.set_status(message=f"{why}; fold {k} restarted from epoch 1")
         return None
@@ -348,7 +348,8 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
                 "identity_ids": p.identity_ids.tolist(), "n_clusters": K,
                 "n_train": int(len(X_tr)), "n_dynamic": int(dyn.sum()), "refit": refit,
                 "batch_size": batch}
-        start = _partial_state(config, run, k, meta, epochs, report) if resume else None
+        fraction = 0.95 * min(1.0, step0 / n_steps)
+        start = _partial_state(config, run, k, meta, epochs, report, fraction) if resume else None
         if start is not None:
             report(0.95 * min(1.0, (step0 + start["epochs_done"]) / n_steps),
                    f"{phase}: continues at epoch {start['epochs_done'] + 1}/{epochs} (resume)")

@@ -197,6 +197,7 @@ def fold_state(net: VideoNet, opt: torch.optim.Optimizer, rng: np.random.Generat
     which dropout draws from.
     """
     best_map, best_epoch, (best_state, best_labels) = best
+    where = next(net.parameters()).device
     return {
         "epochs_done": epoch + 1, "epochs": int(epochs),
         "model": net.state_dict(), "optimizer": opt.state_dict(),
@@ -205,8 +206,7 @@ def fold_state(net: VideoNet, opt: torch.optim.Optimizer, rng: np.random.Generat
         "best_state": best_state, "best_labels": torch.from_numpy(best_labels.copy()),
         "history": [dict(r) for r in history],
         "rng_numpy": rng.bit_generator.state, "rng_torch": torch.get_rng_state(),
-        "rng_cuda": torch.cuda.get_rng_state(next(net.parameters()).device)
-        if next(net.parameters()).is_cuda else None,
+        "rng_cuda": torch.cuda.get_rng_state(where) if where.type == "cuda" else None,
     }
 
 

@@ -146,9 +146,8 @@ def effective_state(path: Path, status: dict, stale_after: float) -> str:
 
 
 __all__ = ["CANCEL", "CONFIG", "FOLD_RE", "METRICS", "PARTIAL_RE", "STALE_AFTER_S", "STATES", "STATUS",
-           "SUMMARY", "age_seconds", "dumps_json", "effective_state", "json_default", "now_iso",
-           "partial_fold_info",
-           "read_json", "read_json_dict", "seconds_between"]
+           "SUMMARY", "age_seconds", "dumps_json", "effective_state", "fold_progress", "json_default",
+           "now_iso", "partial_fold_info", "read_json", "read_json_dict", "seconds_between"]
 
 
 def partial_fold_info(path: Path, status: dict, complete: set[int]) -> dict | None:

@@ -173,8 +173,9 @@ class Run:
     def resume(cls, path: str | os.PathLike, *, stale_after: float = STALE_AFTER_S) -> "Run":
         """Take over an interrupted / failed / cancelled run to finish it.
 
-        Cleans its partial files (:func:`clean_run`), keeps its completed folds, and
-        marks it running under this process. Refuses a complete or live run.
+        Cleans its partial files (:func:`clean_run`), keeps its completed folds and a
+        readable mid-fold state (its status ``message`` names one that was not, whose fold
+        restarts), and marks it running under this process. Refuses a complete or live run.
         """
         run = cls.open(path, stale_after=stale_after)
         state = run.state
@@ -189,7 +190,8 @@ class Run:
         run._status = run.status
         run._metrics = None
         # a mid-fold state that could not be read was removed: say so, the fold restarts
-        lost = [n for n in removed if PARTIAL_RE.match(n)]
+        complete = set(run.completed_folds())  # (one of a complete fold was merely stale)
+        lost = [m.string for m in map(PARTIAL_RE.match, removed) if m and int(m.group(1)) not in complete]
         message = f"{', '.join(lost)} unreadable: that fold restarts from epoch 1" if lost else ""
         partial = None  # from the file itself: the status may be a heartbeat behind
         for k in sorted(int(m.group(1)) for m in map(PARTIAL_RE.match, os.listdir(run.path)) if m):
@@ -336,7 +338,8 @@ class Run:
         # the fold is complete: its mid-fold state is history
         with contextlib.suppress(FileNotFoundError):
             self._partial_path(k).unlink()
-        if (self._status or {}).get("partial", {}) and self._status["partial"].get("fold") == k:
+        shown = (self._status or {}).get("partial")
+        if isinstance(shown, dict) and shown.get("fold") == k:
             self.set_status(partial=None)
 
     def completed_folds(self) -> list[int]:
