@@ -18,6 +18,7 @@ import torch
 
 from core import runs
 from core.runs import run as run_module
+from core.runs import store as store_module
 from core.errors import DataError
 from core.runs.liveness import process_start_ticks
 from core.runs.store import LIST_COLUMNS
@@ -260,7 +261,7 @@ def test_concurrent_creation_gets_distinct_dirs(tmp_path: Path):
 
 def test_new_run_dir_retries_on_collision(tmp_path: Path, monkeypatch):
     tokens = iter(["aaaa", "aaaa", "bbbb"])
-    monkeypatch.setattr(run_module.secrets, "token_hex", lambda n: next(tokens))
+    monkeypatch.setattr(store_module.secrets, "token_hex", lambda n: next(tokens))
     a = new_run_dir(tmp_path, "nn")
     b = new_run_dir(tmp_path, "nn")
     assert a != b and a.name.endswith("-nn-aaaa") and b.name.endswith("-nn-bbbb")
