@@ -18,6 +18,7 @@ from core.learn.scoring import frame_rows_of, pool_opts, score_views, view_stack
 from core.learn.folds import random_folds, stratified_folds
 from core.learn import fusion
 from core.learn.methods import get_method
+from core.runs.files import fold_progress
 
 ProgressFn = Callable[[float, str], None]
 
@@ -162,6 +163,58 @@ def _check_resumable(config: TrainConfig, payload: dict, k: int, run) -> None:
                         f"not {now.get(key)!r}; cannot resume with a different config")
 
 
+def _partial_state(config: TrainConfig, run, k: int, meta: dict, epochs: int,
+                   report: ProgressFn, fraction: float) -> dict | None:
+    """Fold ``k``'s mid-fold state to continue from, or None to train it from epoch 1.
+
+    A different config refuses the resume (as for a complete fold); a state that cannot
+    be read, or that does not fit the fold as prepared now, is dropped with a message.
+    """
+    try:
+        state = run.load_partial(k)
+    except DataError as exc:
+        state, why = None, str(exc)
+    else:
+        if state is None:
+            return None
+        _check_resumable(config, state, k, run)
+        why = _partial_mismatch(state, meta, epochs)
+        if why:
+            why = f"{run.path}: fold {k}'s mid-fold state {why}"
+    if why:
+        report(fraction, f"{why}; fold {k} restarts from epoch 1")
+        run.discard_partial(k)
+        run.set_status(message=f"{why}; fold {k} restarted from epoch 1")
+        return None
+    return state
+
+
+def _partial_mismatch(state: dict, meta: dict, epochs: int) -> str:
+    """Why a loaded mid-fold state cannot continue this fold ('' when it can)."""
+    saved = state.get("meta") if isinstance(state.get("meta"), dict) else {}
+    for key in ("model_config", "n_train", "n_dynamic", "n_clusters", "batch_size"):
+        if saved.get(key) != meta[key]:
+            return f"was saved with {key}={saved.get(key)!r}, the fold now has {meta[key]!r}"
+    if state["epochs"] != epochs or not state["epochs_done"] < epochs:
+        return f"holds {state['epochs_done']} of {state['epochs']} epochs, the fold trains {epochs}"
+    need = ("model", "optimizer", "labels", "best_state", "best_labels", "best_val_map",
+            "best_epoch", "history", "rng_numpy", "rng_torch")
+    missing = [key for key in need if key not in state]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    if len(state["labels"]) != meta["n_train"] or len(state["history"]) != state["epochs_done"]:
+        return "is inconsistent (labels or history of the wrong length)"
+    from core.learn.model import ModelConfig, build_model
+
+    want = {name: tuple(t.shape) for name, t in
+            build_model(ModelConfig(**meta["model_config"]), seed=0).state_dict().items()}
+    for key in ("model", "best_state"):
+        got = state[key]
+        if not isinstance(got, dict) or {n: tuple(getattr(t, "shape", ())) for n, t in got.items()} != want:
+            return f"holds {key} weights of another shape"
+    return ""
+
+
 def fit(config: TrainConfig, data, run, *, progress: ProgressFn | None = None,
         resume: bool = False, noise_labels: np.ndarray | None = None) -> dict:
     """Train ``config.folds`` cross-validated models of ``data`` into ``run``.
@@ -173,7 +226,9 @@ def fit(config: TrainConfig, data, run, *, progress: ProgressFn | None = None,
         ``frames`` row-aligned, used for test-time views and noise augmentation)
     run : core.runs.Run, created (or resumed) by the caller
     progress : callable(fraction, message), optional
-    resume : reuse the folds already complete in ``run`` (their config must match)
+    resume : reuse the folds already complete in ``run`` (their config must match), and
+        continue a fold cut short from its mid-fold state (``fold_K.partial.pt``, saved
+        after every epoch) at its next epoch, with the result of an uninterrupted run
     noise_labels : DBSCAN labels of the distractors (one per distractor in row order,
         or one per video) to use instead of clustering inside ``fit``
 
@@ -207,8 +262,8 @@ def fit(config: TrainConfig, data, run, *, progress: ProgressFn | None = None,
     except TrainingCancelled as exc:
         run.mark_cancelled(str(exc))
         # the share of work actually done (the run table must not read 100 %)
-        planned = config.folds + (config.refit if get_method(config.method).trains_network else 0)
-        report(0.95 * min(1.0, len(run.completed_folds()) / max(planned, 1)), f"cancelled: {exc}")
+        report(fold_progress(config.to_dict(), run.completed_folds(), run.partial_info()),
+               f"cancelled: {exc}")
         return {"state": "cancelled", "message": str(exc), "completed_folds": run.completed_folds()}
     except KeyboardInterrupt:
         run.interrupt("interrupted (Ctrl-C); resume to finish")
@@ -288,16 +343,25 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
                    f"{phase} epoch {row['epoch'] + 1}/{epochs} loss {row['loss']:.3f}{val}")
 
         batch = config.batch_size or auto_batch_size(len(X_tr))
-        res = train_fold(fd, model_config=mc, epochs=epochs, batch_size=batch,
-                         lr=config.lr, weight_decay=config.weight_decay,
-                         shadow_weights=(config.shadow_weight_start, config.shadow_weight_end),
-                         score_s=config.score_s, seed=seed, rng=rng, on_epoch=on_epoch,
-                         should_stop=run.cancel_requested)
         refit = k >= config.folds
         meta = {"method": config.method, "model_config": mc.to_dict(),
                 "identity_ids": p.identity_ids.tolist(), "n_clusters": K,
                 "n_train": int(len(X_tr)), "n_dynamic": int(dyn.sum()), "refit": refit,
                 "batch_size": batch}
+        fraction = 0.95 * min(1.0, step0 / n_steps)
+        start = _partial_state(config, run, k, meta, epochs, report, fraction) if resume else None
+        if start is not None:
+            report(0.95 * min(1.0, (step0 + start["epochs_done"]) / n_steps),
+                   f"{phase}: continues at epoch {start['epochs_done'] + 1}/{epochs} (resume)")
+
+        def on_state(state: dict) -> None:
+            run.save_partial(k, {"config": config.to_dict(), "meta": meta, **state})
+
+        res = train_fold(fd, model_config=mc, epochs=epochs, batch_size=batch,
+                         lr=config.lr, weight_decay=config.weight_decay,
+                         shadow_weights=(config.shadow_weight_start, config.shadow_weight_end),
+                         score_s=config.score_s, seed=seed, rng=rng, on_epoch=on_epoch,
+                         should_stop=run.cancel_requested, on_state=on_state, resume_from=start)
         payload = _checkpoint(config, k, res.state_dict, res.best_epoch, res.val_map, meta)
         run.save_fold(k, payload, {"val_map": res.val_map, "best_epoch": res.best_epoch,
                                    "seconds": round(time.perf_counter() - t_fold, 3),
