@@ -21,8 +21,8 @@ from dashboard.cache import runs as run_data
 from dashboard.cache import map as map_cache, modal as modal_cache, noise as noise_cache
 
 st.title("Map")
-st.caption("Each dot is a video, placed so that videos with similar pooled face vectors sit "
-           "close together. Recurring distractors form tight islands (the noise clusters); "
+st.caption("Each dot is a video, placed so that videos with similar pooled vectors (faces, "
+           "or the modality it is drawn from) sit close together. Recurring distractors form tight islands (the noise clusters); "
            "a distractor island inside an identity's region is worth a look. Box- or "
            "lasso-select dots to list them.")
 
