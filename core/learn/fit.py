@@ -17,8 +17,7 @@ from core.learn.config import (TrainConfig, TrainingCancelled, auto_batch_size, 
 from core.learn.scoring import frame_rows_of, pool_opts, score_views, view_stack
 from core.learn.folds import random_folds, stratified_folds
 from core.learn import fusion
-from core.learn.methods import get_method
-from core.runs.files import fold_progress
+from core.learn.methods import fold_progress, get_method
 
 ProgressFn = Callable[[float, str], None]
 

@@ -146,7 +146,7 @@ def effective_state(path: Path, status: dict, stale_after: float) -> str:
 
 
 __all__ = ["CANCEL", "CONFIG", "FOLD_RE", "METRICS", "PARTIAL_RE", "STALE_AFTER_S", "STATES", "STATUS",
-           "SUMMARY", "age_seconds", "dumps_json", "effective_state", "fold_progress", "json_default",
+           "SUMMARY", "age_seconds", "dumps_json", "effective_state", "json_default",
            "now_iso", "partial_fold_info", "read_json", "read_json_dict", "seconds_between"]
 
 
@@ -163,36 +163,3 @@ def partial_fold_info(path: Path, status: dict, complete: set[int]) -> dict | No
     if not isinstance(info, dict) or not isinstance(info.get("fold"), int) or info["fold"] in complete:
         return None
     return info if (path / f"fold_{info['fold']}.partial.pt").exists() else None
-
-
-def fold_progress(config: dict, completed: list[int], partial: dict | None = None) -> float:
-    """Share of a run's work done by its ``completed`` folds (and refits): 0..0.95.
-
-    What a cancelled or resuming run shows instead of the 100 % of its last report.
-    ``partial`` (``{"fold", "epochs_done", "epochs"}``, as :meth:`Run.partial_info`
-    gives it) adds the epochs of a fold cut short whose mid-fold state was kept.
-
-    >>> fold_progress({"method": "nn", "folds": 3, "refit": 1}, [0, 1])
-    0.475
-    >>> fold_progress({"method": "nn", "folds": 3, "refit": 1}, [0, 1],
-    ...               {"fold": 2, "epochs_done": 2, "epochs": 4})
-    0.59375
-    """
-    from core.learn.methods import get_method
-
-    folds = int(config.get("folds") or 0)
-    try:
-        network = get_method(config.get("method")).trains_network
-    except ValueError:
-        network = True
-    refit = int(config.get("refit") or 0) if network else 0
-    total = folds + refit
-    if total <= 0:
-        return 0.0
-    done = float(min(len(completed), total))
-    if partial and partial.get("fold") not in completed and done < total:
-        try:
-            done += min(max(float(partial["epochs_done"]) / float(partial["epochs"]), 0.0), 1.0)
-        except (KeyError, TypeError, ValueError, ZeroDivisionError):
-            pass  # a status written by hand: the completed folds alone
-    return round(0.95 * done / total, 6)

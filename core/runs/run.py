@@ -48,8 +48,9 @@ from core.errors import DataError
 from core.io.safe_pickle import require_file
 from core.runs.checkpoint import (check_fold, completed_folds, load_fold_checkpoint, read_fold_marker,
                                   save_fold_checkpoint)
+from core.learn.methods import fold_progress
 from core.runs.files import (CANCEL, CONFIG, FOLD_RE, METRICS, PARTIAL_RE, STALE_AFTER_S, STATES, STATUS,
-                            SUMMARY, age_seconds, dumps_json, effective_state, fold_progress, json_default,
+                            SUMMARY, age_seconds, dumps_json, effective_state, json_default,
                             now_iso, partial_fold_info, read_json, read_json_dict)
 from core.runs.liveness import pid_alive, process_start_ticks
 from core.runs.partial import last_partial, read_partial, remove_partial, sort_partials, write_partial

@@ -15,7 +15,8 @@ from typing import Any
 
 from core.errors import DataError
 from core.runs.manage import read_label
-from core.runs.files import (CONFIG, fold_progress, FOLD_RE, STALE_AFTER_S, STATUS, SUMMARY, effective_state,
+from core.learn.methods import fold_progress
+from core.runs.files import (CONFIG, FOLD_RE, STALE_AFTER_S, STATUS, SUMMARY, effective_state,
                             partial_fold_info, read_json_dict, seconds_between)
 
 #: Columns of :func:`list_runs`, in order.
