@@ -124,3 +124,45 @@ def test_fast_head_equals_reference_logits_and_gradients():
     g_ref = torch.autograd.grad(F.cross_entropy(ref, target), (emb, head.weight))
     for a, b in zip(g_fast, g_ref):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_partial_fc_uses_the_batch_classes_and_a_share_of_the_others():
+    """Partial FC: the loss over the sampled classes equals the ArcFace cross-entropy
+    computed by hand on those classes; classes outside the sample get no gradient;
+    a share that covers every class is the full head."""
+    import torch.nn.functional as F
+
+    from core.learn.model import ModelConfig, VideoNet, arcface_logits, build_model, sample_classes
+
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 8), torch.randint(0, 40, (16,))
+    full = build_model(ModelConfig(in_dim=8, emb_dim=6, n_classes=40, head_init=0.01), seed=3)
+    part = build_model(ModelConfig(in_dim=8, emb_dim=6, n_classes=40, head_init=0.01,
+                                   head_sample=0.25), seed=3)
+    part.train()
+    torch.manual_seed(7)
+    _, loss = part(x, y)
+    loss.backward()
+    torch.manual_seed(7)
+    idx = sample_classes(y, 40, 0.25)
+    assert len(idx) == max(10, len(torch.unique(y))) and torch.isin(y, idx).all()
+    with torch.no_grad():
+        cos = F.normalize(part.embedding(x), dim=1) @ F.normalize(part.head.weight[idx], dim=1).T
+        t = torch.searchsorted(idx, y)
+        ref = F.cross_entropy(arcface_logits(cos, t, s=64.0, m=0.5), t)
+    assert torch.allclose(loss, ref, atol=1e-5)
+    unsampled = torch.ones(40, dtype=torch.bool)
+    unsampled[idx] = False
+    assert (part.head.weight.grad[unsampled] == 0).all()
+    assert (part.head.weight.grad[idx].abs().sum(dim=1) > 0).any()
+    # inference scores every class, whatever the training share
+    part.eval()
+    assert part(x)[0].shape == (16, 40)
+    # a share covering every class: the full head's loss exactly
+    every = VideoNet(ModelConfig(in_dim=8, emb_dim=6, n_classes=40, head_init=0.01, head_sample=1.0))
+    every.load_state_dict(full.state_dict())
+    every.config.head_sample = 0.999  # ceil(0.999 * 40) = 40: all classes, sorted
+    full.train(), every.train()
+    assert torch.allclose(full(x, y)[1], every(x, y)[1], atol=1e-6)
+    # the full head's config (and checkpoints) do not change
+    assert "head_sample" not in ModelConfig().to_dict()

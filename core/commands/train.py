@@ -27,7 +27,7 @@ _OPTIONS = {
     "min_samples": "min_samples", "seed": "seed", "batch_size": "batch_size", "lr": "lr",
     "ensemble": "ensemble", "weighting": "weighting", "min_quality": "min_quality",
     "min_det": "min_det", "knn_k": "knn_k", "knn_agg": "knn_agg", "device": "device",
-    "refit": "refit", "fusion": "fusion",
+    "refit": "refit", "fusion": "fusion", "head_sample": "head_sample",
 }
 # Options that may change when resuming (they do not change the result).
 _RESUME_FREE = ("device",)
@@ -65,6 +65,9 @@ def register(subparsers) -> None:
     g.add_argument("--seed", type=bounded_int(MAX_SEED), default=None, metavar="S", help=f"random seed ({D.seed})")
     g.add_argument("--batch-size", type=bounded_int(MAX_COUNT), default=None, metavar="B", help="batch size (default: automatic, about 16 steps per epoch: the power of two "
                         "nearest a sixteenth of the training samples, within 32..512)")
+    g.add_argument("--head-sample", type=bounded_float(1.0), default=None, metavar="F",
+                   help="share of the class centres each training step uses (Partial FC), for "
+                        f"heads of tens of thousands of classes; 1 = the full head ({D.head_sample:g})")
     g.add_argument("--lr", type=bounded_float(MAX_LR), default=None, metavar="LR", help=f"Adam learning rate ({D.lr:g})")
     g.add_argument("--no-augment", action="store_true", help="no join/cut noise augmentation")
     g.add_argument("--no-views", action="store_true", help="no test-time views (full video only)")

@@ -69,6 +69,10 @@ class TrainConfig:
         one the data holds; ("face",) is the face-only method, unchanged.
         modal_dims: their dimensions (set by fit); fusion: "concat" | "gated" and
         modal_dropout: training modality dropout (core.learn.fusion)
+    head_sample : share of the class centres each training step uses (Partial FC; 1.0 =
+        the full head, the default). For heads of tens of thousands of classes (the 2019
+        set with its noise classes), where the head's products dominate a step; see
+        docs/SCALING.md
     threads : CPU threads of torch while training (None = torch's default, all cores).
         Measured on 2 cores, demo noise run: 13-16 s with 2 threads vs 22-27 s with 1
         at load ~2; but when the cores are heavily oversubscribed, busy-waiting OpenMP
@@ -112,6 +116,7 @@ class TrainConfig:
     modal_dims: tuple[int, ...] | None = None
     fusion: str = "concat"
     modal_dropout: float = 0.2
+    head_sample: float = 1.0
 
     def __post_init__(self) -> None:
         if self.method not in method_names():
@@ -144,6 +149,8 @@ class TrainConfig:
             self.modal_dims = tuple(int(d) for d in self.modal_dims)
         if self.fusion not in ("gated", "concat"):
             raise ValueError(f"unknown fusion {self.fusion!r}; choose one of gated, concat")
+        if not 0 < self.head_sample <= 1:
+            raise ValueError(f"head_sample must be in (0, 1], got {self.head_sample}")
         if not 0 <= self.modal_dropout < 1:
             raise ValueError(f"modal_dropout must be in [0, 1), got {self.modal_dropout}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
@@ -159,6 +166,8 @@ class TrainConfig:
         else:
             d["modalities"] = list(self.modalities)
             d["modal_dims"] = None if self.modal_dims is None else list(self.modal_dims)
+        if self.head_sample == 1.0:  # the full head: configs (and checkpoints) as before
+            d.pop("head_sample")
         return d
 
     @classmethod

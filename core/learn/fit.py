@@ -326,6 +326,7 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
         mc = ModelConfig(in_dim=p.X.shape[1], emb_dim=config.emb_dim, n_classes=n_classes,
                          s=config.s, m=config.m, batch_norm=config.batch_norm,
                          dropout=config.dropout, head_init=config.head_init,
+                         head_sample=config.head_sample,
                          **fusion.model_options(config))
         fd = FoldData(X=torch.as_tensor(X_tr, device=device), y=y_tr, dynamic=dyn,
                       n_identities=C, n_clusters=K, n_classes=n_classes,

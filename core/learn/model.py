@@ -52,6 +52,11 @@ class ModelConfig:
     modal_dims, fusion, modal_dropout : multimodal input (:mod:`core.learn.fusion`): the
         dimension of each modality's block, ``"gated"`` or ``"concat"``, the training
         modality dropout. Empty for the face-only model (then left out of ``to_dict``)
+    head_sample : share of the class centres each training step uses (Partial FC, An et
+        al. 2021): every class present in the batch plus a random draw of the others,
+        ``ceil(head_sample * n_classes)`` in all. 1.0 (the default, then left out of
+        ``to_dict``) uses the full head; below 1 a step over many classes costs about
+        that share of the head's products. Inference always scores every class.
     """
 
     in_dim: int = 512
@@ -65,9 +70,12 @@ class ModelConfig:
     modal_dims: tuple[int, ...] = ()
     fusion: str = ""
     modal_dropout: float = 0.0
+    head_sample: float = 1.0
 
     def __post_init__(self) -> None:
         self.modal_dims = tuple(int(d) for d in self.modal_dims)
+        if not 0 < float(self.head_sample) <= 1:
+            raise ValueError(f"head_sample must be in (0, 1], got {self.head_sample}")
 
     def to_dict(self) -> dict:
         """Plain-dict form stored in checkpoints (face-only: the same keys as before)."""
@@ -77,6 +85,8 @@ class ModelConfig:
                 d.pop(key)
         else:
             d["modal_dims"] = list(self.modal_dims)
+        if self.head_sample == 1.0:
+            d.pop("head_sample")
         return d
 
 
@@ -148,6 +158,26 @@ class ArcFaceHead(nn.Module):
         return z.scatter_(1, target.view(-1, 1), _margin_target(cos_t, s=self.s, m=self.m))
 
 
+def sample_classes(target: torch.Tensor, n_classes: int, share: float) -> torch.Tensor:
+    """Sorted class indices for one Partial-FC step: every class of ``target`` plus a
+    uniform draw (torch's global generator) of others, ``ceil(share * n_classes)`` in all.
+
+    >>> _ = torch.manual_seed(0)
+    >>> idx = sample_classes(torch.tensor([7, 2, 7]), 10, 0.4)
+    >>> len(idx), bool(torch.isin(torch.tensor([2, 7]), idx).all())
+    (4, True)
+    """
+    pos = torch.unique(target)
+    k = max(int(math.ceil(share * n_classes)), len(pos))
+    if k >= n_classes:
+        return torch.arange(n_classes, device=target.device)
+    free = torch.ones(n_classes, dtype=torch.bool, device=target.device)
+    free[pos] = False
+    rest = torch.nonzero(free).squeeze(1)
+    pick = rest[torch.randperm(len(rest), device=target.device)[: k - len(pos)]]
+    return torch.cat([pos, pick]).sort().values
+
+
 class VideoNet(nn.Module):
     """Linear ``in_dim -> emb_dim`` embedding (optionally BN / input dropout) + ArcFace head.
 
@@ -191,7 +221,18 @@ class VideoNet(nn.Module):
         target: torch.Tensor | None = None,
         weight: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        logits = self.head(self.embedding(x), target)
+        emb = self.embedding(x)
+        if target is not None and self.training and self.config.head_sample < 1.0:
+            # Partial FC: logits over a sample of the classes, targets renumbered into it
+            idx = sample_classes(target, self.config.n_classes, self.config.head_sample)
+            e, w = F.normalize(emb, dim=1), F.normalize(self.head.weight[idx], dim=1)
+            target = torch.searchsorted(idx, target)
+            z = F.linear(self.head.s * e, w)
+            cos_t = (e * w[target]).sum(dim=1, keepdim=True)
+            logits = z.scatter_(1, target.view(-1, 1),
+                                _margin_target(cos_t, s=self.head.s, m=self.head.m))
+        else:
+            logits = self.head(emb, target)
         if target is None:
             return logits, None
         ce = F.cross_entropy(logits, target, reduction="none")
