@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -162,8 +163,85 @@ def _check_resumable(config: TrainConfig, payload: dict, k: int, run) -> None:
                         f"not {now.get(key)!r}; cannot resume with a different config")
 
 
+def _fold_split(p: _Prepared, k: int, folds: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(labelled training rows, held-out rows, held-out ground truth) of network ``k``:
+    fold ``k`` holds its rows out; a refit (``k >= folds``) trains on every labelled video."""
+    if k >= folds:
+        return np.flatnonzero(p.ids > 0), np.zeros(0, dtype=np.int64), {}
+    val_rows = np.flatnonzero(p.fold == k)
+    lab_val = val_rows[p.ids[val_rows] > 0]
+    val_gt: dict[int, list[str]] = {}
+    for i, name in zip(p.ids[lab_val].tolist(), p.names[lab_val].tolist()):
+        val_gt.setdefault(i, []).append(name)
+    return np.flatnonzero((p.ids > 0) & (p.fold != k)), val_rows, val_gt
+
+
+def _phase(config: TrainConfig, k: int, epochs: int, refits: int) -> str:
+    if k < config.folds:
+        return f"fold {k + 1}/{config.folds}"
+    return f"refit {k - config.folds + 1}/{refits} ({epochs} epochs)"
+
+
+def train_network(config: TrainConfig, p: _Prepared, k: int, epochs: int, *, device: str,
+                  on_epoch: Callable[[dict], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> tuple[dict, dict]:
+    """Train network ``k`` of a run: fold ``k`` (``k < config.folds``) or a refit on every video.
+
+    Writes nothing and reads no global state but torch's: seeded by
+    ``fold_seed(config.seed, k)``, so any process with the same torch build, thread
+    count, deterministic setting and device gives the same bytes (a Ray worker of
+    :mod:`core.learn.backends` runs this very function).
+
+    Returns
+    -------
+    (payload, info) : the checkpoint for ``Run.save_fold`` and its ``.done`` marker's info
+    """
+    import torch
+
+    from core.learn.loop import FoldData, train_fold
+    from core.learn.model import ModelConfig
+
+    method = get_method(config.method)
+    C = len(p.identity_ids)
+    tr_lab, val_rows, val_gt = _fold_split(p, k, config.folds)
+    seed = fold_seed(config.seed, k)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    X_tr, y_tr, dyn = p.X[tr_lab], p.class_of[tr_lab], np.zeros(len(tr_lab), bool)
+    K = 0
+    if method.noise_classes:
+        Xn, yn, dn, K = _noise_training_set(config, p, k, rng)
+        X_tr, y_tr, dyn = (np.concatenate([X_tr, Xn]), np.concatenate([y_tr, yn]),
+                           np.concatenate([dyn, dn]))
+    n_classes = method.n_classes(C, K)
+    mc = ModelConfig(in_dim=p.X.shape[1], emb_dim=config.emb_dim, n_classes=n_classes,
+                     s=config.s, m=config.m, batch_norm=config.batch_norm,
+                     dropout=config.dropout, head_init=config.head_init,
+                     **fusion.model_options(config))
+    fd = FoldData(X=torch.as_tensor(X_tr, device=device), y=y_tr, dynamic=dyn,
+                  n_identities=C, n_clusters=K, n_classes=n_classes,
+                  X_val=torch.as_tensor(p.X[val_rows], device=device),
+                  val_names=p.names[val_rows], val_gt=val_gt, identity_ids=p.identity_ids)
+    t_fold = time.perf_counter()
+    batch = config.batch_size or auto_batch_size(len(X_tr))
+    res = train_fold(fd, model_config=mc, epochs=epochs, batch_size=batch,
+                     lr=config.lr, weight_decay=config.weight_decay,
+                     shadow_weights=(config.shadow_weight_start, config.shadow_weight_end),
+                     score_s=config.score_s, seed=seed, rng=rng, on_epoch=on_epoch,
+                     should_stop=should_stop)
+    refit = k >= config.folds
+    meta = {"method": config.method, "model_config": mc.to_dict(),
+            "identity_ids": p.identity_ids.tolist(), "n_clusters": K,
+            "n_train": int(len(X_tr)), "n_dynamic": int(dyn.sum()), "refit": refit,
+            "batch_size": batch}
+    payload = _checkpoint(config, k, res.state_dict, res.best_epoch, res.val_map, meta)
+    info = {"val_map": res.val_map, "best_epoch": res.best_epoch,
+            "seconds": round(time.perf_counter() - t_fold, 3), "n_clusters": K, "refit": refit}
+    return payload, info
+
+
 def fit(config: TrainConfig, data, run, *, progress: ProgressFn | None = None,
-        resume: bool = False, noise_labels: np.ndarray | None = None) -> dict:
+        resume: bool = False, noise_labels: np.ndarray | None = None, backend=None) -> dict:
     """Train ``config.folds`` cross-validated models of ``data`` into ``run``.
 
     Parameters
@@ -176,6 +254,9 @@ def fit(config: TrainConfig, data, run, *, progress: ProgressFn | None = None,
     resume : reuse the folds already complete in ``run`` (their config must match)
     noise_labels : DBSCAN labels of the distractors (one per distractor in row order,
         or one per video) to use instead of clustering inside ``fit``
+    backend : None (train every network here, one after the other) or an open backend of
+        :func:`core.learn.backends.open_backend` (e.g. Ray: the folds at once, then the
+        refits); the run store is written here either way, with the same results
 
     Returns
     -------
@@ -203,7 +284,7 @@ def fit(config: TrainConfig, data, run, *, progress: ProgressFn | None = None,
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
-        return _fit(config, data, run, report, resume, noise_labels)
+        return _fit(config, data, run, report, resume, noise_labels, backend)
     except TrainingCancelled as exc:
         run.mark_cancelled(str(exc))
         # the share of work actually done (the run table must not read 100 %)
@@ -222,12 +303,10 @@ def fit(config: TrainConfig, data, run, *, progress: ProgressFn | None = None,
 
 
 def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
-         noise_labels: np.ndarray | None) -> dict:
-    import torch
-
+         noise_labels: np.ndarray | None, backend=None) -> dict:
     from core.learn.metrics import per_identity_ap
-    from core.learn.model import ModelConfig, model_from_checkpoint
-    from core.learn.loop import FoldData, train_fold, validation_map
+    from core.learn.model import model_from_checkpoint
+    from core.learn.loop import validation_map
 
     t_start = time.perf_counter()
     device = resolve_device(config.device)
@@ -256,62 +335,40 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
     refit_planned = config.refit if method.trains_network else 0
     n_steps = (config.folds + refit_planned) * (config.epochs if method.trains_network else 1)
 
-    def network(k: int, tr_lab: np.ndarray, val_rows: np.ndarray, val_gt: dict, epochs: int,
-                step0: int, phase: str) -> dict:
-        """Train fold (or refit) ``k``'s network, save it and return its payload."""
-        seed = fold_seed(config.seed, k)
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        X_tr, y_tr, dyn = p.X[tr_lab], p.class_of[tr_lab], np.zeros(len(tr_lab), bool)
-        K = 0
-        if method.noise_classes:
-            Xn, yn, dn, K = _noise_training_set(config, p, k, rng)
-            X_tr, y_tr, dyn = (np.concatenate([X_tr, Xn]), np.concatenate([y_tr, yn]),
-                               np.concatenate([dyn, dn]))
-        n_classes = method.n_classes(C, K)
-        mc = ModelConfig(in_dim=p.X.shape[1], emb_dim=config.emb_dim, n_classes=n_classes,
-                         s=config.s, m=config.m, batch_norm=config.batch_norm,
-                         dropout=config.dropout, head_init=config.head_init,
-                         **fusion.model_options(config))
-        fd = FoldData(X=torch.as_tensor(X_tr, device=device), y=y_tr, dynamic=dyn,
-                      n_identities=C, n_clusters=K, n_classes=n_classes,
-                      X_val=torch.as_tensor(p.X[val_rows], device=device),
-                      val_names=p.names[val_rows], val_gt=val_gt, identity_ids=p.identity_ids)
-        t_fold = time.perf_counter()
+    def record_epoch(k: int, row: dict, step: int, epochs: int, phase: str) -> None:
+        run.append_metric({"fold": k, **row})
+        run.heartbeat(0.95 * min(1.0, step / n_steps), phase)
+        val = "" if np.isnan(row["val_map"]) else f" val mAP {row['val_map']:.4f}"
+        report(0.95 * min(1.0, step / n_steps),
+               f"{phase} epoch {row['epoch'] + 1}/{epochs} loss {row['loss']:.3f}{val}")
 
-        def on_epoch(row: dict) -> None:
-            step = step0 + row["epoch"] + 1
-            run.append_metric({"fold": k, **row})
-            run.heartbeat(0.95 * min(1.0, step / n_steps), phase)
-            val = "" if np.isnan(row["val_map"]) else f" val mAP {row['val_map']:.4f}"
-            report(0.95 * min(1.0, step / n_steps),
-                   f"{phase} epoch {row['epoch'] + 1}/{epochs} loss {row['loss']:.3f}{val}")
-
-        batch = config.batch_size or auto_batch_size(len(X_tr))
-        res = train_fold(fd, model_config=mc, epochs=epochs, batch_size=batch,
-                         lr=config.lr, weight_decay=config.weight_decay,
-                         shadow_weights=(config.shadow_weight_start, config.shadow_weight_end),
-                         score_s=config.score_s, seed=seed, rng=rng, on_epoch=on_epoch,
-                         should_stop=run.cancel_requested)
-        refit = k >= config.folds
-        meta = {"method": config.method, "model_config": mc.to_dict(),
-                "identity_ids": p.identity_ids.tolist(), "n_clusters": K,
-                "n_train": int(len(X_tr)), "n_dynamic": int(dyn.sum()), "refit": refit,
-                "batch_size": batch}
-        payload = _checkpoint(config, k, res.state_dict, res.best_epoch, res.val_map, meta)
-        run.save_fold(k, payload, {"val_map": res.val_map, "best_epoch": res.best_epoch,
-                                   "seconds": round(time.perf_counter() - t_fold, 3),
-                                   "n_clusters": K, "refit": refit})
+    def network(k: int, epochs: int, step0: int, phase: str) -> dict:
+        """Train fold (or refit) ``k``'s network here, save it and return its payload."""
+        payload, info = train_network(
+            config, p, k, epochs, device=device, should_stop=run.cancel_requested,
+            on_epoch=lambda row: record_epoch(k, row, step0 + row["epoch"] + 1, epochs, phase))
+        run.save_fold(k, payload, info)
         return payload
 
+    def remote_networks(ks: list[int], epochs: int, step0: int) -> dict[int, dict]:
+        """Train networks ``ks`` at once on ``backend`` (core.learn.backends); the driver,
+        this process, records their epochs as they arrive and saves each one it gets."""
+        steps = itertools.count(step0 + 1)
+        return backend.train_networks(
+            config, p, ks, epochs, should_stop=run.cancel_requested,
+            on_epoch=lambda k, row: record_epoch(k, row, next(steps), epochs,
+                                                 _phase(config, k, epochs, refit_planned)),
+            on_done=run.save_fold)
+
+    # Networks trained by a backend (every pending fold at once), reused by the loops below.
+    remote: dict[int, dict] = {}
+    if backend is not None and method.trains_network:
+        remote = remote_networks([k for k in range(config.folds) if k not in done], config.epochs,
+                                 len(done & set(range(config.folds))) * config.epochs)
+
     for k in range(config.folds):
-        val_rows = np.flatnonzero(p.fold == k)
-        lab_val = val_rows[p.ids[val_rows] > 0]
-        val_gt: dict[int, list[str]] = {}
-        for i, name in zip(p.ids[lab_val].tolist(), p.names[lab_val].tolist()):
-            val_gt.setdefault(i, []).append(name)
-        tr_lab = np.flatnonzero((p.ids > 0) & (p.fold != k))
-        phase = f"fold {k + 1}/{config.folds}"
+        tr_lab, val_rows, val_gt = _fold_split(p, k, config.folds)
+        phase = _phase(config, k, config.epochs, refit_planned)
         if not method.trains_network:
             knn_ref = (p.X[tr_lab], p.ids[tr_lab], p.identity_ids)
 
@@ -327,8 +384,10 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
                                   "identity_ids": p.identity_ids.tolist(), "n_clusters": 0})
             run.save_fold(k, payload, {"val_map": vm, "best_epoch": -1})
             run.append_metric({"fold": k, "epoch": 0, "loss": float("nan"), "val_map": vm, "time": 0.0})
+        elif k in remote:
+            payload = remote[k]
         else:
-            payload = network(k, tr_lab, val_rows, val_gt, config.epochs, k * config.epochs, phase)
+            payload = network(k, config.epochs, k * config.epochs, phase)
 
         # Out-of-fold scores from the saved fold model (identical on resume).
         model = None
@@ -348,17 +407,19 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
     # Refit: the folds chose how long to train; now train on every video (nothing held
     # out), which matters most when identities have only a handful of videos each.
     refit_epochs = epochs_from_folds(best_epochs, config.epochs) if refit_planned else 0
-    all_lab = np.flatnonzero(p.ids > 0)
-    no_rows = np.zeros(0, dtype=np.int64)
+    refits = [config.folds + j for j in range(refit_planned)]
+    if backend is not None and refits:
+        remote.update(remote_networks([k for k in refits if k not in done], refit_epochs,
+                                      config.folds * config.epochs + len(done & set(refits)) * refit_epochs))
     for j in range(refit_planned):
         k = config.folds + j
-        phase = f"refit {j + 1}/{refit_planned} ({refit_epochs} epochs)"
+        phase = _phase(config, k, refit_epochs, refit_planned)
         if k in done:
             _check_resumable(config, run.load_fold(k), k, run)
             report(0.95 * (k + 1) / (config.folds + refit_planned), f"{phase}: loaded (resume)")
             continue
-        network(k, all_lab, no_rows, {}, refit_epochs,
-                config.folds * config.epochs + j * refit_epochs, phase)
+        if k not in remote:
+            network(k, refit_epochs, config.folds * config.epochs + j * refit_epochs, phase)
         if run.cancel_requested() and j < refit_planned - 1:
             raise TrainingCancelled(f"cancelled after refit {j + 1}")
 
