@@ -354,8 +354,13 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
         """Train networks ``ks`` at once on ``backend`` (core.learn.backends); the driver,
         this process, records their epochs as they arrive and saves each one it gets."""
         steps = itertools.count(step0 + 1)
+
+        def should_stop() -> bool:  # polled while the workers train: the driver is alive
+            run.heartbeat()
+            return run.cancel_requested()
+
         return backend.train_networks(
-            config, p, ks, epochs, should_stop=run.cancel_requested,
+            config, p, ks, epochs, should_stop=should_stop,
             on_epoch=lambda k, row: record_epoch(k, row, next(steps), epochs,
                                                  _phase(config, k, epochs, refit_planned)),
             on_done=run.save_fold)
@@ -445,6 +450,7 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
         "noise_eps": None if np.isnan(p.noise_eps) else round(float(p.noise_eps), 6),
         "refit_models": refit_planned, "refit_epochs": refit_epochs,
         "resumed_folds": sorted(done), "device": device,
+        "backend": "local" if backend is None else backend.name,
         "seconds": round(time.perf_counter() - t_start, 3),
     }
     run.finish(summary)
