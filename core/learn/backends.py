@@ -71,7 +71,7 @@ def check_backend(name: str, address: str | None = None) -> None:
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if name == "local" and address:
-        raise ValueError(f"a Ray address ({address!r}) needs --backend ray")
+        raise ValueError(f"a Ray address ({address!r}) is for the ray backend, not local")
     if name == "ray" and not ray_available():
         raise ValueError("backend 'ray' needs Ray, which is not installed here: "
                          "pip install 'vidid[ray]'")
@@ -203,6 +203,8 @@ class RayBackend:
 
         if not ks:
             return {}
+        if should_stop():
+            raise TrainingCancelled(f"cancelled before networks {sorted(ks)} started")
         cluster = ray.cluster_resources()
         gpus = 1 if config.device != "cpu" and cluster.get("GPU", 0) >= 1 else 0
         mailbox = ray.remote(num_cpus=0)(_Mailbox).remote()
@@ -219,13 +221,14 @@ class RayBackend:
                 for ref in ready:
                     k = refs[ref]
                     try:
-                        payload, info = ray.get(ref)
+                        blob, info = ray.get(ref)
                     except ray.exceptions.RayTaskError as exc:
                         cause = getattr(exc, "cause", None)
                         if isinstance(cause, TrainingCancelled):
                             stopped.append(k)
                             continue
                         raise cause if isinstance(cause, Exception) else exc
+                    payload = _load_checkpoint(blob)
                     on_done(k, payload, info)
                     out[k] = payload
                 if not stopping and should_stop():
@@ -261,8 +264,29 @@ class _Mailbox:
         return self._stop
 
 
-def _train_task(config, p, k: int, epochs: int, mailbox) -> tuple[dict, dict]:
-    """One Ray task: network ``k``, trained exactly as ``fit`` trains it locally."""
+def _load_checkpoint(blob: bytes) -> dict:
+    """A checkpoint a worker sent as ``torch.save`` bytes (loaded safely, on the CPU).
+
+    Workers send bytes, not the dict: Ray's own transport of tensors keeps their
+    values but not the sharing of objects inside them, so ``torch.save`` of what
+    arrives writes a different (equally valid) file; loading torch's own bytes
+    gives the driver the file the local backend writes, byte for byte.
+    """
+    import io
+
+    import torch
+
+    from core.io.safe_pickle import torch_safe_globals
+
+    with torch.serialization.safe_globals(torch_safe_globals()):
+        return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+
+
+def _train_task(config, p, k: int, epochs: int, mailbox) -> tuple[bytes, dict]:
+    """One Ray task: network ``k``, trained exactly as ``fit`` trains it locally;
+    returns its checkpoint as ``torch.save`` bytes and the ``.done`` info."""
+    import io
+
     import ray
     import torch
 
@@ -274,9 +298,12 @@ def _train_task(config, p, k: int, epochs: int, mailbox) -> tuple[dict, dict]:
     # fit's own settings (core.learn.fit.fit): the same kernels, the same thread count
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.set_num_threads(config.threads or 1)
-    return train_network(config, p, k, epochs, device=resolve_device(config.device),
-                         on_epoch=lambda row: ray.get(mailbox.report.remote(k, row)),
-                         should_stop=lambda: ray.get(mailbox.stopped.remote()))
+    payload, info = train_network(config, p, k, epochs, device=resolve_device(config.device),
+                                  on_epoch=lambda row: ray.get(mailbox.report.remote(k, row)),
+                                  should_stop=lambda: ray.get(mailbox.stopped.remote()))
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue(), info
 
 
 __all__ = ["BACKENDS", "RayBackend", "backend_names", "check_backend", "open_backend",

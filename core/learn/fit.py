@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -148,8 +149,11 @@ def epochs_from_folds(best_epochs: list[int], max_epochs: int) -> int:
 
 def _checkpoint(config: TrainConfig, k: int, state_dict: dict, best_epoch: int, val_map: float,
                 meta: dict) -> dict:
-    return {"config": config.to_dict(), "state_dict": state_dict, "fold": k,
-            "best_epoch": int(best_epoch), "val_map": float(val_map), "meta": meta}
+    # Plain values through JSON: fresh objects, so torch.save's bytes do not depend on
+    # where they came from (an interned "cpu" shared with torch's own device tag pickles
+    # as a back-reference), and a Ray worker's checkpoint is the local one byte for byte.
+    return {"config": json.loads(json.dumps(config.to_dict())), "state_dict": state_dict, "fold": k,
+            "best_epoch": int(best_epoch), "val_map": float(val_map), "meta": json.loads(json.dumps(meta))}
 
 
 def _check_resumable(config: TrainConfig, payload: dict, k: int, run) -> None:
