@@ -27,10 +27,10 @@ _OPTIONS = {
     "min_samples": "min_samples", "seed": "seed", "batch_size": "batch_size", "lr": "lr",
     "ensemble": "ensemble", "weighting": "weighting", "min_quality": "min_quality",
     "min_det": "min_det", "knn_k": "knn_k", "knn_agg": "knn_agg", "device": "device",
-    "refit": "refit", "fusion": "fusion",
+    "refit": "refit", "fusion": "fusion", "threads": "threads",
 }
-# Options that may change when resuming (they do not change the result).
-_RESUME_FREE = ("device",)
+# Options that may change when resuming (core.learn.fit checks the others per fold).
+_RESUME_FREE = ("device", "threads")
 
 
 def register(subparsers) -> None:
@@ -84,6 +84,11 @@ def register(subparsers) -> None:
     g.add_argument("--fusion", choices=("gated", "concat"), default=None,
                    help=f"how modalities are combined by the network ({D.fusion})")
     g.add_argument("--device", default=None, help=f"auto (CUDA when present), cpu, cuda[:N] ({D.device})")
+    g.add_argument("--threads", type=bounded_int(4096), default=None, metavar="T",
+                   help="torch CPU threads per network (default: all cores for --backend local, "
+                        "1 per Ray task). The same seed and threads give byte-identical "
+                        "checkpoints on either backend; CPU matrix products split over another "
+                        "number of threads may round differently")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     b = p.add_argument_group("where the networks train")
     b.add_argument("--backend", choices=backend_names(), default=None,

@@ -9,8 +9,11 @@ sends the prepared arrays to the workers once through Ray's object store
 With ``ray`` every pending fold is one task (``num_cpus`` = the run's ``threads`` or 1,
 one GPU where the cluster has GPUs); the refits follow, since their epoch count is the
 folds' median best epoch. A task runs :func:`core.learn.fit.train_network`, the very
-function the local backend runs, with the same torch settings (deterministic
-algorithms, the same thread count): the same seed gives the same bytes. Each
+function the local backend runs, with fit's torch settings (deterministic
+algorithms; ``config.threads`` threads, 1 when unset): the same seed and thread count
+give the same bytes (the local backend's default is every core, and a CPU matrix
+product split over another number of threads may round differently: on the demo the
+folds came out identical at 2 threads vs 1, the larger refits not). Each
 worker reports its epochs to a small actor (the *mailbox*) that the driver polls;
 the driver's cancel flag goes back through it and workers stop between epochs.
 
