@@ -198,7 +198,8 @@ def _plan_new_run(args: argparse.Namespace):
     cfg, args.modalities_note = _with_modalities(cfg, args.modalities, entries)
     doc = cfg.to_dict()
     doc["data"] = entries
-    doc.update(_backend_choice(args, None))
+    args.backend_choice = _backend_choice(args, None)
+    doc.update(args.backend_choice)
     if args.out is None:
         path = runs.new_run_dir(runs.default_runs_root(), cfg.method)
     else:
@@ -304,7 +305,6 @@ def _backend_choice(args: argparse.Namespace, stored: dict | None) -> dict:
     choice = {"backend": name}
     if address:
         choice["ray_address"] = address
-    args.backend_choice = choice
     return choice
 
 
@@ -391,6 +391,8 @@ def run(args: argparse.Namespace) -> int:
         # this session's backend (a resumed run may change it; config.json keeps the first)
         run_.set_status(backend=choice["backend"], ray_address=choice.get("ray_address"))
         with open_backend(choice["backend"], choice.get("ray_address")) as backend:
+            if main_thread:  # ray.init puts in its own SIGTERM handler (exit 15): ours again
+                signal.signal(signal.SIGTERM, on_sigterm)
             bar, close = (null_progress, None) if args.quiet else tqdm_progress(f"train {cfg.method}")
             summary = train.fit(cfg, data, run_, progress=_beating(run_, bar, lines=not args.quiet),
                                 resume=resume, backend=backend,
