@@ -23,6 +23,13 @@ noise > nn > knn. Not a test: it never fails on numbers.
     nice python benchmarks/bench_generalise.py --quick        # 4 settings x 1 seed
     nice python benchmarks/bench_generalise.py                 # 10 settings x 2 seeds
     nice python benchmarks/bench_generalise.py --set epochs=20 --only real,sparse
+    nice python benchmarks/bench_generalise.py --ablation --only multi --seeds 1
+
+Multimodal settings (``multi``, ``multi-sparse``: faceless and blurred-face videos, head,
+body and audio files beside the faces) are measured face-only by the main table like
+every setting; ``--ablation`` adds, per setting, the noise method on face only,
+face+audio, face+head+body and all four modalities, with how many of the labelled
+faceless test videos each ranks in their identity's top 100.
 """
 
 from __future__ import annotations
@@ -54,7 +61,15 @@ SETTINGS: dict[str, dict] = {
     "rich": dict(n_identities=150, train_per_id=15, val_per_id=5, test_per_id=5),
     "rich-hard": dict(n_identities=150, train_per_id=16, val_per_id=5, test_per_id=5,
                       hard_share=0.5, frame_noise=1.3),
+    # multimodal: the ``multi`` preset (8 % faceless, 10 % blurred-face videos) and a sparse one
+    "multi": dict(faceless_share=0.08, lowface_share=0.10),
+    "multi-sparse": dict(n_identities=300, train_per_id=3, val_per_id=3, test_per_id=3,
+                         faceless_share=0.08, lowface_share=0.10),
 }
+#: ``--ablation`` rows: the modalities of the noise method (None: every one found).
+ABLATION: dict[str, tuple[str, ...] | None] = {
+    "face": ("face",), "face+audio": ("face", "audio"), "face+head+body": ("face", "head", "body"),
+    "all four": None}
 #: Settings drawn by the independent generator of this file (:func:`write_gauss`), not
 #: by core.synth: identities spread in all 512 dimensions, Gaussian video and frame
 #: noise, its own notion of hard clips and look-alikes. Knobs: identities, median
@@ -303,17 +318,27 @@ def ceiling(folder: Path) -> float:
 
 
 # --- vidid -----------------------------------------------------------------------------
-def run_vidid(folder: Path, method: str, overrides: dict, root: Path) -> tuple[float, float]:
-    """(test mAP, seconds) of a vidid run with the product defaults (+ overrides)."""
+def run_vidid(folder: Path, method: str, overrides: dict, root: Path,
+              modalities: tuple[str, ...] | None = ("face",)) -> tuple[float, float]:
+    """(test mAP, seconds) of a vidid run with the product defaults (+ overrides).
+
+    ``modalities``: ``("face",)`` (the face-only method), a subset, or None (every
+    modality beside the face files).
+    """
     from core.features import concat, open_split
+    from core.features.modalities import open_multimodal
     from core.learn.metrics import evaluate_files
     from core.runs import Run
     from core.learn import TrainConfig, fit
     from core.runs import predict_submission
 
     t0 = time.perf_counter()
-    data = concat([open_split(folder / "face_train.pickle", folder / "train_gt.txt", split="train"),
-                   open_split(folder / "face_val.pickle", folder / "val_gt.txt", split="val")])
+    splits = [(folder / f"face_{s}.pickle", folder / f"{s}_gt.txt", s) for s in ("train", "val")]
+    if modalities == ("face",):
+        data = concat([open_split(f, g, split=s) for f, g, s in splits])
+    else:
+        data = concat([open_multimodal(f, g, modalities=modalities, split=s) for f, g, s in splits])
+        overrides = {**overrides, "modalities": modalities}
     cfg = TrainConfig(method=method, **overrides)
     run = Run.create(Path(tempfile.mkdtemp(dir=root)) / method, cfg.to_dict())
     fit(cfg, data, run)
@@ -323,7 +348,32 @@ def run_vidid(folder: Path, method: str, overrides: dict, root: Path) -> tuple[f
     theirs = official_map(_by_identity(read_gt(folder / "test_gt.txt")), ranking)
     if abs(ours - theirs) > 1e-9:  # two implementations of one metric must agree
         raise SystemExit(f"metric mismatch on {folder}: core {ours} vs reference {theirs}")
-    return ours, time.perf_counter() - t0
+    return ours, time.perf_counter() - t0, ranking
+
+
+def faceless_ranked(folder: Path, ranking: dict[int, list[str]]) -> tuple[int, int]:
+    """(labelled faceless test videos in their identity's top 100, labelled faceless test videos)."""
+    from core.features.modalities import open_multimodal
+
+    test = open_multimodal(folder / "face_test.pickle", folder / "test_gt.txt", split="test")
+    names = np.asarray(test.names)[~test.modal.has("face") & (test.ids > 0)]
+    ids = np.asarray(test.ids)[~test.modal.has("face") & (test.ids > 0)]
+    ranked = sum(str(v) in set(ranking.get(int(i), [])) for v, i in zip(names.tolist(), ids.tolist()))
+    return int(ranked), len(names)
+
+
+def _ablation_table(rows: list[dict], names: list[str]) -> None:
+    print("\nablation (noise method; mAP on test, faceless test videos ranked of labelled ones)")
+    print(f"{'setting':16s} " + " ".join(f"{a:>22s}" for a in ABLATION))
+    for name in names:
+        rs = [r for r in rows if r["setting"] == name]
+        cells = []
+        for a in ABLATION:
+            m = float(np.mean([r[f"abl[{a}]"] for r in rs]))
+            ranked = sum(r[f"abl[{a}]_faceless"][0] for r in rs)
+            total = sum(r[f"abl[{a}]_faceless"][1] for r in rs)
+            cells.append(f"{m:.4f} ({ranked}/{total})")
+        print(f"{name:16s} " + " ".join(f"{c:>22s}" for c in cells))
 
 
 def _parse_set(items: list[str]) -> dict:
@@ -340,6 +390,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", default=None, help="comma-separated settings")
     ap.add_argument("--seeds", type=int, default=None, help="data seeds 0..N-1 (default 2, quick 1)")
     ap.add_argument("--methods", default="knn,nn,noise")
+    ap.add_argument("--ablation", action="store_true",
+                    help=f"also the noise method on {', '.join(ABLATION)} modalities per setting")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                     help="override a TrainConfig default for the vidid runs (for experiments)")
     ap.add_argument("--baseline-epochs", type=int, default=20)
@@ -378,8 +430,19 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 row["base"] = run_baseline(folder, args.baseline_epochs)
                 key.write_text(json.dumps({"mAP": row["base"]}))
+            face_rankings = {}
             for method in methods:
-                row[method], row[f"{method}_s"] = run_vidid(folder, method, overrides, root)
+                row[method], row[f"{method}_s"], face_rankings[method] = run_vidid(
+                    folder, method, overrides, root)
+            if args.ablation:
+                for a, mods in ABLATION.items():
+                    if mods == ("face",) and "noise" in methods:  # the main table's run
+                        row[f"abl[{a}]"] = row["noise"]
+                        row[f"abl[{a}]_faceless"] = faceless_ranked(folder, face_rankings["noise"])
+                        continue
+                    row[f"abl[{a}]"], row[f"abl[{a}]_s"], ranking = run_vidid(
+                        folder, "noise", overrides, root, mods)
+                    row[f"abl[{a}]_faceless"] = faceless_ranked(folder, ranking)
             rows.append(row)
             print("  " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                   for k, v in row.items()), flush=True)
@@ -410,6 +473,8 @@ def main(argv: list[str] | None = None) -> None:
               f"mean {100 * float(np.mean(margins)):+.2f}; criterion met on "
               f"{len(names) - len(fails)}/{len(names)} settings"
               + (f" (not: {', '.join(fails)})" if fails else ""))
+    if args.ablation:
+        _ablation_table(rows, names)
     print(f"total {time.perf_counter() - t_all:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

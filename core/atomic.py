@@ -1,21 +1,29 @@
 """Atomic file writes: write to a temporary file beside the target, fsync, rename.
 
 A reader never sees a half-written file, and a crash mid-write leaves the old
-file (if any) untouched.
+file (if any) untouched. :func:`create_exclusive` is the same for a file that must
+not exist yet (hard link instead of rename: of two writers, one wins).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb", **kwargs) -> Iterator[IO]:
+def atomic_open(path: str | os.PathLike, mode: str = "wb", *, durable: bool = True,
+                **kwargs) -> Iterator[IO]:
     """Open a temporary file for writing that replaces ``path`` on clean exit.
+
+    ``durable=False`` skips the fsyncs: a killed process still leaves the old file or
+    the new one, but after a power loss the file may read empty. Only for files whose
+    loss is harmless and which are rewritten often (a run's mid-fold state: about
+    10 ms an epoch saved).
 
     Examples
     --------
@@ -34,9 +42,11 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", **kwargs) -> Iterator
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        if durable:
+            _fsync_dir(path.parent)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -74,6 +84,35 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_open(path, "w", encoding="utf-8") as fh:
         fh.write(text)
+
+
+def create_exclusive(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically, failing with FileExistsError if it exists.
+
+    The claim of a directory by one writer: of two processes creating the same file,
+    exactly one succeeds, and the file it leaves is whole.
+
+    Examples
+    --------
+    >>> create_exclusive("/tmp/claim.json", "{}")  # doctest: +SKIP
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, path)  # atomic and exclusive: fails if path exists
+    except OSError as exc:
+        if exc.filename is None or exc.filename == str(tmp):
+            # a failed write (a full disk) names the file meant, not our temporary
+            raise type(exc)(exc.errno, exc.strerror or str(exc), str(path)) from None
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _umask() -> int:

@@ -195,3 +195,90 @@ def test_progress_exception_does_not_leave_tqdm_lock_held(app_env, monkeypatch):
     rows, xy, total = data_map.projection(spec, "noise", method="umap", n_neighbors=7,
                                           progress=progress)
     assert calls == [len(rows)] and xy.shape == (len(rows), 2)
+
+
+def test_map_is_drawn_from_any_modality_present(app_env):
+    """Only modalities present are offered; a modality's map holds exactly the videos that
+    hold it, and the side-by-side map holds the faceless videos too."""
+    from dashboard.cache import modal as modal_cache
+
+    at = _page(map_subset="All videos")
+    box = at.selectbox(key="map_source")
+    assert box.options == ["face features", "head features", "body features", "audio features",
+                           "all modalities side by side"]
+    spec, _ = _loaded()
+    from core.features import concat
+    from core.features.modalities import open_multimodal
+
+    assert modal_cache.modalities_of(spec) == ("face", "head", "body", "audio")
+    mlv = concat([open_multimodal(s.feats, s.gt, split=s.name) for s in spec.splits])
+    for source, expect in (("audio", mlv.modal.has("audio")),
+                           ("fused", np.ones(len(mlv.names), bool))):
+        at.selectbox(key="map_source").set_value(source).run()
+        assert not at.exception, [e.value for e in at.exception]
+        rows = np.concatenate([_decode(t["customdata"]) for t in _figure(at)["data"]])
+        assert sorted(rows.tolist()) == np.flatnonzero(expect).tolist()
+    assert (~mlv.modal.has("face")).any()  # fused draws the faceless videos the face map lacks
+
+
+def test_face_only_data_offers_no_modality_choice(tiny_demo, tmp_path):
+    import shutil
+
+    from app_helpers import open_page as _open
+    from dashboard.cache.datasets import detect_splits
+
+    face_only = tmp_path / "face_only"
+    face_only.mkdir()
+    for f in tiny_demo.glob("*"):
+        if f.name.startswith("face_") or f.name.endswith("_gt.txt"):
+            shutil.copy(f, face_only / f.name)
+    spec = detect_splits(face_only)
+    with tiny_app_env(tiny_demo, tmp_path / "runs"):
+        at = _open(PAGE, {"map_method": "pca", "map_subset": "All videos", "dataset": spec}, timeout=60)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [s for s in at.selectbox if s.key == "map_source"]
+
+
+def test_selection_csv_download_holds_the_selected_videos(app_env, monkeypatch):
+    """The "Selection (CSV)" button serves the selected videos as the table shows them.
+
+    AppTest cannot drag a box on a Plotly chart (nor write its selection state): a
+    selection of the map's own points is planted where the chart's select event is read
+    (``charts.selected_rows``, whose event mapping tests/test_charts.py covers), and the
+    bytes the button hands the browser are caught where Streamlit stores them.
+    """
+    import io
+
+    import pandas as pd
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    from dashboard import charts
+
+    at = _page()
+    assert not at.get("download_button")  # nothing selected, nothing to download
+    rows = np.concatenate([_decode(t["customdata"]) for t in _figure(at)["data"]]).astype(int)
+    picked = rows[:: max(1, len(rows) // 7)][:7]
+    real_selected_rows = charts.selected_rows
+    monkeypatch.setattr(charts, "selected_rows", lambda selection: real_selected_rows(
+        {"points": [{"customdata": [int(r)]} for r in picked[::-1]]}))
+    served: dict[str, bytes] = {}
+    real_add = MediaFileManager.add
+
+    def add(self, data, mimetype, coordinates, file_name=None, **kw):
+        served[file_name] = data
+        return real_add(self, data, mimetype, coordinates, file_name=file_name, **kw)
+
+    monkeypatch.setattr(MediaFileManager, "add", add)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    (button,) = at.get("download_button")
+    assert button.proto.label == "Selection (CSV)"
+    csv = pd.read_csv(io.BytesIO(served["map_selection.csv"]), dtype=str)
+    spec, lv = _loaded()
+    assert csv["video"].tolist() == [str(lv.names[r]) for r in sorted(picked)]  # sorted, once each
+    assert list(csv.columns) == ["video", "split", "identity", "faces", "mean quality", "cluster"]
+    assert (csv["identity"] == "distractor").all()  # the noise map: distractors only
+    (table,) = at.dataframe  # the selection table on the page, minus its links
+    shown = table.value
+    pd.testing.assert_frame_equal(csv, shown.drop(columns=["review"], errors="ignore").astype(str))
+    assert any(f"{len(picked)} selected videos" in h.value for h in at.subheader)

@@ -181,6 +181,22 @@ def test_choose_eps_most_clusters_at_or_below_the_knee():
     assert choose_eps(sweep.assign(n_clusters=0), knee=float("nan")) == 1.2
 
 
+def test_choose_eps_steps_back_from_a_merge():
+    """The count of clusters can still peak where two groups have merged: the largest
+    cluster doubling in one grid step sends the pick back to the step before."""
+    import pandas as pd
+
+    from dashboard.cache.noise import choose_eps
+
+    sweep = pd.DataFrame({"eps": [0.8, 0.85, 0.9, 0.95, 1.0],
+                          "n_clusters": [5, 9, 10, 10, 2],
+                          "largest_share": [0.01, 0.012, 0.014, 0.04, 0.6]})
+    assert choose_eps(sweep, knee=0.97) == 0.9     # 0.014 -> 0.04 at 0.95: a merge
+    assert choose_eps(sweep.assign(largest_share=[0.01, 0.012, 0.014, 0.02, 0.6]),
+                      knee=0.97) == 0.95           # steady growth: the most clusters
+    assert choose_eps(sweep.iloc[::-1], knee=0.97) == 0.9  # row order does not matter
+
+
 def test_settings_survive_a_visit_to_another_page(app_env):
     at = _page()
     at.slider(key="noise_eps").set_value(1.15).run()

@@ -41,3 +41,17 @@ def test_refuses_read_mode(tmp_path):
     with pytest.raises(ValueError, match="writing only"):
         with atomic_open(tmp_path / "f", "r"):
             pass
+
+
+def test_not_durable_skips_fsync_but_still_replaces_atomically(tmp_path, monkeypatch):
+    synced: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd)))
+    target = tmp_path / "state.pt"
+    with atomic_open(target, "wb", durable=False) as fh:
+        fh.write(b"new")
+    assert target.read_bytes() == b"new" and synced == []
+    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+    with atomic_open(target, "wb") as fh:
+        fh.write(b"newer")
+    assert target.read_bytes() == b"newer" and len(synced) == 2  # the file, then its folder

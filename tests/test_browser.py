@@ -235,6 +235,9 @@ def test_every_page_in_a_real_browser(browser, tiny_demo, tmp_path):
         chosen = page.locator('[data-testid="stSelectbox"]').filter(has_text="Video").first
         assert chosen.locator("input").input_value() == video
         assert f"video={video}" in page.url  # the URL still names it: the link can be shared
+        t0 = time.perf_counter()
+        _multimodal_parts(page, base, tiny_demo, shots)
+        print(f"multimodal parts (faceless review, Errors filter, Map from audio): {time.perf_counter() - t0:.1f} s")
         page.close()
     assert {p.name for p in shots.glob("*.png")} >= {f"{p or 'data'}.png" for p, _ in PAGES}
 
@@ -300,6 +303,47 @@ def test_launch_score_download_and_compare_in_a_real_browser(browser, tiny_demo,
         page.wait_for_timeout(400)
         page.screenshot(path=str(shots / "compare_pair.png"))
         page.close()
+
+
+def _multimodal_parts(page, base: str, demo: Path, shots: Path) -> None:
+    """A faceless video's per-modality evidence on Video review, the Errors page's
+    filter switched to low-quality faces (the run of the test is open there), and the
+    Map drawn from the audio features."""
+    import numpy as np
+
+    from core.features.modalities import open_multimodal
+
+    lv = open_multimodal(demo / "face_val.pickle", demo / "val_gt.txt", split="val")
+    faceless = str(np.asarray(lv.names)[~lv.modal.has("face")][0])
+    page.goto(f"{base}/video_review?video={faceless}", wait_until="domcontentloaded")
+    page.get_by_role("heading", name="What each modality says").wait_for(timeout=60_000)
+    wait_idle(page)
+    assert not exceptions(page), exceptions(page)
+    assert page.get_by_text("No face frame").count() >= 1
+    page.get_by_role("heading", name="What each modality says").evaluate(
+        "e => e.scrollIntoView({block: 'start'})")
+    page.screenshot(path=str(shots / "video_review_faceless.png"))
+    open_page(page, base, "errors", "Errors")
+    page.locator('[data-testid="stRadio"]').filter(has_text="low-quality face").get_by_text(
+        "low-quality face", exact=True).first.click()
+    page.get_by_text("labelled videos, low-quality face").first.wait_for(timeout=30_000)
+    wait_idle(page)
+    assert not exceptions(page), exceptions(page)
+    page.get_by_role("heading", name="Videos without a usable face").evaluate(
+        "e => e.scrollIntoView({block: 'start'})")
+    page.screenshot(path=str(shots / "errors_faces.png"))
+    # the Map drawn from another modality (all videos; audio holds faceless videos too)
+    open_page(page, base, "map", "Map")
+    page.locator('[data-testid="stRadio"]').filter(has_text="All videos").get_by_text(
+        "All videos", exact=True).first.click()
+    wait_idle(page)
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Drawn from").first.click()
+    page.get_by_role("option", name="audio features").first.click()
+    page.get_by_text("Drawn from audio features").first.wait_for(timeout=60_000)
+    wait_idle(page, 90_000)
+    assert not exceptions(page), exceptions(page)
+    assert page.locator('[data-testid="stPlotlyChart"]').count() >= 1
+    page.screenshot(path=str(shots / "map_audio.png"))
 
 
 def _move_eps_and_check(page) -> None:

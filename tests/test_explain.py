@@ -77,3 +77,27 @@ def test_video_review_explains_a_wrong_video(tiny_demo, noise_run, tmp_path):
         assert not at.exception, [e.value for e in at.exception]
         assert any("margin" in e.value for e in at.error)
         assert any("Which classes pulled it" in m.value for m in at.markdown)
+
+
+def test_pulling_classes_of_a_multimodal_run_faceless_video_included(tiny_demo, tmp_path):
+    """A multimodal network reads the video's modalities; a faceless video is explained too,
+    and a face vector alone (no ``modal``) is refused rather than fed to the wrong input."""
+    from core.features import concat
+    from core.features.modalities import open_multimodal
+    from core.learn import TrainConfig, fit
+    from core.runs import Run, new_run_dir
+
+    pairs = [(s, tiny_demo / f"face_{s}.pickle", tiny_demo / f"{s}_gt.txt") for s in ("train", "val")]
+    data = concat([open_multimodal(f, g, split=s) for s, f, g in pairs])
+    cfg = TrainConfig(method="nn", folds=2, epochs=2, views=False, refit=0)
+    run = Run.create(new_run_dir(tmp_path, "nn"), {**cfg.to_dict(), "data": [
+        {"split": s, "feats": str(f), "gt": str(g)} for s, f, g in pairs]})
+    fit(cfg, data, run)
+    rs = load_out_of_fold(run.path)
+    faceless = np.flatnonzero(~data.modal.has("face"))
+    assert faceless.size
+    row = int(faceless[0])
+    r = rs.row_of(str(data.names[row]))
+    got = pulling_classes(run.path, None, int(rs.fold[r]), top=10_000, modal=data.modal.select(np.array([row])))
+    assert got["probability"].sum() == pytest.approx(1.0, abs=1e-4)
+    assert pulling_classes(run.path, np.asarray(data.X)[row], int(rs.fold[r])) is None

@@ -1,6 +1,7 @@
 """SIGKILL a training process at seeded random points: the run store is never corrupt,
 the run reads interrupted, and ``vidid train --resume`` finishes it with exactly the
-result of an uninterrupted run with the same seed."""
+result of an uninterrupted run with the same seed (continuing a fold cut short from its
+mid-fold state)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,9 @@ def _check_store(out: Path) -> Run:
         assert payload["fold"] == k and payload["state_dict"]
     for p in out.glob("*.npz"):
         run.load_array(p.stem)
+    for p in out.glob("fold_*.partial.pt"):  # a mid-fold state is whole (atomic) or absent
+        k = int(p.name.split("_")[1].split(".")[0])
+        assert run.load_partial(k)["epochs_done"] >= 1 and k not in run.completed_folds()
     if run.state == "complete":
         refits = run.summary()["refit_models"]  # the refit checkpoints follow the folds
         assert (out / "summary.json").exists() and run.completed_folds() == list(range(FOLDS + refits))

@@ -18,6 +18,7 @@ import torch
 
 from core import runs
 from core.runs import run as run_module
+from core.runs import store as store_module
 from core.errors import DataError
 from core.runs.liveness import process_start_ticks
 from core.runs.store import LIST_COLUMNS
@@ -260,7 +261,7 @@ def test_concurrent_creation_gets_distinct_dirs(tmp_path: Path):
 
 def test_new_run_dir_retries_on_collision(tmp_path: Path, monkeypatch):
     tokens = iter(["aaaa", "aaaa", "bbbb"])
-    monkeypatch.setattr(run_module.secrets, "token_hex", lambda n: next(tokens))
+    monkeypatch.setattr(store_module.secrets, "token_hex", lambda n: next(tokens))
     a = new_run_dir(tmp_path, "nn")
     b = new_run_dir(tmp_path, "nn")
     assert a != b and a.name.endswith("-nn-aaaa") and b.name.endswith("-nn-bbbb")
@@ -312,6 +313,57 @@ def test_clean_and_resume(run: Run):
     resumed.finish({"mAP": 0.5})
     with pytest.raises(DataError, match="already complete"):
         Run.resume(run.path)
+
+
+def _partial(run: Run, k: int, epochs_done: int, epochs: int = 4) -> None:
+    run.save_partial(k, {"epochs_done": epochs_done, "epochs": epochs, "model": {"w": torch.ones(2)}})
+
+
+def test_mid_fold_state_is_kept_by_clean_and_resume(run: Run):
+    """fold_K.partial.pt survives clean_run with the rows of its finished epochs; a row
+    written after the state (a kill between the two) is dropped; the fold's checkpoint
+    removes it; the runs table counts its epochs."""
+    run.save_fold(0, {"state_dict": {}}, {"val_map": 0.5})
+    for e in range(3):  # epoch 2's row is written, its state is not (killed in between)
+        run.append_metric({"fold": 1, "epoch": e, "val_map": 0.1})
+    _partial(run, 1, epochs_done=2)
+    run.heartbeat(0.4, "fold 2/3")  # the status carries it from its next write
+    assert run.status["partial"] == {"fold": 1, "epochs_done": 2, "epochs": 4}
+    assert run.load_partial(1)["model"]["w"].tolist() == [1.0, 1.0] and run.load_partial(2) is None
+    run.set_status(pid=_dead_pid())
+    # 1 of 3 folds done and half of the next (no refit in this config)
+    row = list_runs(run.path.parent).iloc[0]
+    assert row["state"] == "interrupted" and row["progress"] == pytest.approx(0.95 * 1.5 / 3)
+
+    resumed = Run.resume(run.path)
+    assert (run.path / "fold_1.partial.pt").exists() and resumed.status["message"] == ""
+    assert resumed.metrics()[["fold", "epoch"]].values.tolist() == [[1, 0], [1, 1]]
+    assert resumed.status["progress"] == pytest.approx(0.95 * 1.5 / 3)
+    resumed.save_fold(1, {"state_dict": {}}, {})
+    assert not (run.path / "fold_1.partial.pt").exists() and resumed.status["partial"] is None
+    assert resumed.partial_info() is None
+
+
+def test_unreadable_or_stale_mid_fold_state_is_removed(run: Run):
+    run.save_fold(0, {"state_dict": {}}, {})
+    _partial(run, 0, epochs_done=3)  # stale: its fold completed since
+    run.append_metric({"fold": 1, "epoch": 0})
+    _partial(run, 1, epochs_done=1)
+    (run.path / "fold_1.partial.pt").write_bytes(b"PK\x03\x04 torn")
+    with pytest.raises(DataError, match=r"fold_1\.partial\.pt: cannot load mid-fold state"):
+        run.load_partial(1)
+    run.interrupt()
+    resumed = Run.resume(run.path)
+    assert not list(run.path.glob("*.partial.pt"))
+    # the stale one of fold 0 goes quietly; the torn one is named
+    assert resumed.status["message"] == "fold_1.partial.pt unreadable: that fold restarts from epoch 1"
+    assert resumed.metrics()["fold"].tolist() == []  # its rows went with it
+    # a readable file that is not this fold's state is refused by name
+    torch.save({"fold": 3, "epochs_done": 1, "epochs": 2}, run.path / "fold_2.partial.pt")
+    with pytest.raises(DataError, match=r"fold_2\.partial\.pt: not a mid-fold state of fold 2"):
+        run.load_partial(2)
+    resumed.discard_partial(2)
+    assert not (run.path / "fold_2.partial.pt").exists()
 
 
 def test_list_runs_columns_and_order(tmp_path: Path):

@@ -242,6 +242,98 @@ def test_same_seed_same_scores_and_resume_equals_uninterrupted(noise_run, tiny_d
     assert np.array_equal(run1.load_array("oof")["top_score"], resumed.load_array("oof")["top_score"])
 
 
+def _cancel_on(run, *prefixes: str, log: list | None = None):
+    """A progress callback that asks ``run`` to stop when a message starts with a prefix."""
+    def progress(fraction: float, message: str) -> None:
+        if log is not None:
+            log.append(message)
+        if message.startswith(prefixes):
+            run.request_cancel()
+    return progress
+
+
+def _assert_same_run(want, got) -> None:
+    """Fold checkpoints (weights bit for bit), metric rows and out-of-fold scores agree."""
+    import torch
+
+    assert got.state == "complete" and got.completed_folds() == want.completed_folds()
+    for k in want.completed_folds():
+        a, b = want.load_fold(k), got.load_fold(k)
+        assert a["best_epoch"] == b["best_epoch"], k
+        np.testing.assert_array_equal(a["val_map"], b["val_map"])  # nan for a refit
+        assert a["state_dict"].keys() == b["state_dict"].keys()
+        for name, tensor in a["state_dict"].items():
+            assert torch.equal(tensor, b["state_dict"][name]), (k, name)
+    cols = ["fold", "epoch", "loss", "val_map", "relabelled", "shadow_weight"]
+    assert want.metrics()[cols].equals(got.metrics()[cols])
+    oa, ob = want.load_array("oof"), got.load_array("oof")
+    for key in oa:
+        np.testing.assert_array_equal(oa[key], ob[key], err_msg=key)
+    assert want.load_json("per_identity_ap") == got.load_json("per_identity_ap")
+    assert want.summary()["mAP"] == got.summary()["mAP"]
+
+
+def test_cancel_inside_folds_and_refits_resumes_at_the_next_epoch(noise_run, tiny_data, tmp_path):
+    """Cancelled after epoch 2 of fold 2, resumed, cancelled again inside the last refit,
+    resumed: the run equals the uninterrupted one, and no finished epoch is trained twice."""
+    from core.runs import Run
+    from core.learn import fit
+
+    ref, cfg, summary = noise_run
+    run = Run.create(tmp_path / "cut", cfg.to_dict())
+    out = fit(cfg, tiny_data, run, progress=_cancel_on(run, "fold 2/3 epoch 2/"))
+    assert out["state"] == "cancelled" and run.completed_folds() == [0]
+    assert run.load_partial(1)["epochs_done"] == 2 and len(run.metrics()) == cfg.epochs + 2
+    # the runs table: one fold and half of the next, of 3 folds + 2 refits
+    assert run.partial_info() == {"fold": 1, "epochs_done": 2, "epochs": cfg.epochs}
+
+    refit_cut = f"refit 2/2 ({summary['refit_epochs']} epochs) epoch 1/"
+    log: list[str] = []
+    run = Run.resume(run.path)
+    out = fit(cfg, tiny_data, run, resume=True, progress=_cancel_on(run, refit_cut, log=log))
+    assert "fold 2/3: continues at epoch 3/4 (resume)" in log
+    assert not any(m.startswith(("fold 2/3 epoch 1/", "fold 2/3 epoch 2/")) for m in log)
+    if summary["refit_epochs"] > 1:  # else the refit has no epoch to stop after
+        assert out["state"] == "cancelled" and run.completed_folds() == [0, 1, 2, 3]
+        assert run.load_partial(4)["epochs_done"] == 1
+        run = Run.resume(run.path)
+        out = fit(cfg, tiny_data, run, resume=True)
+    assert out["resumed_folds"] and not list(run.path.glob("*.partial.pt"))
+    _assert_same_run(ref, run)
+
+
+def test_mid_fold_resume_restores_dropout_rng_and_survives_a_bad_state(tiny_data, tmp_path):
+    """Dropout (torch RNG) and BatchNorm buffers resume bit for bit; a changed config is
+    refused by name; a torn mid-fold state restarts its fold, with a message."""
+    from dataclasses import replace
+
+    from core.runs import Run
+    from core.learn import fit
+
+    ref, cfg, _ = _fit(tmp_path, tiny_data, "ref", method="nn", folds=2, epochs=3, refit=0,
+                       dropout=0.3, batch_norm=True)
+    run = Run.create(tmp_path / "cut", cfg.to_dict())
+    assert fit(cfg, tiny_data, run, progress=_cancel_on(run, "fold 1/2 epoch 1/"))["state"] == "cancelled"
+    assert run.load_partial(0)["epochs_done"] == 1
+
+    run = Run.resume(run.path)
+    with pytest.raises(DataError, match="fold 0 was trained with lr=0.001, not 0.002"):
+        fit(replace(cfg, lr=0.002), tiny_data, run, resume=True)
+    assert run.state == "failed" and (run.path / "fold_0.partial.pt").exists()
+
+    run = Run.resume(run.path)
+    (run.path / "fold_0.partial.pt").write_bytes(b"not a torch file")
+    log: list[str] = []
+    out = fit(cfg, tiny_data, run, resume=True, progress=_cancel_on(run, "fold 2/2 epoch 2/", log=log))
+    assert any("fold_0.partial.pt: cannot load mid-fold state" in m and "fold 0 restarts from epoch 1" in m
+               for m in log), log
+    assert "fold 1/2 epoch 1/3" in " ".join(log)  # trained from the start
+    assert out["state"] == "cancelled" and run.load_partial(1)["epochs_done"] == 2
+    run = Run.resume(run.path)
+    fit(cfg, tiny_data, run, resume=True)
+    _assert_same_run(ref, run)
+
+
 def test_nn_and_knn_through_the_same_interface(tiny_data, tiny_demo, tmp_path):
     from core.io.formats import read_features
     from core.runs import predict_scores

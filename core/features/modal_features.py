@@ -7,7 +7,7 @@ Plain arrays, no per-video objects; :mod:`core.features.modalities` fills it and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -61,6 +61,28 @@ class ModalFeatures:
         return np.ascontiguousarray(np.concatenate(
             [self.blocks[m] for m in mods] + [self.present[:, cols].astype(np.float32)], axis=1),
             dtype=np.float32)
+
+    def concatenated(self, weights: Mapping[str, float] | None = None) -> np.ndarray:
+        """One unit vector per video: the blocks side by side, block ``m`` scaled by ``sqrt(w_m)``.
+
+        The dot product of two such rows is the weighted mean cosine over the modalities
+        both videos hold (up to each row's normalisation), so a map or a nearest-neighbour
+        search over it sees every modality at once. Default weights: 1 each. A video
+        holding no modality is a zero row.
+
+        >>> mf = ModalFeatures(("face", "audio"), {"face": np.eye(2, dtype=np.float32),
+        ...                    "audio": np.eye(2, dtype=np.float32)}, np.ones((2, 2), bool))
+        >>> np.round(mf.concatenated({"face": 1.0, "audio": 0.0})[0], 3).tolist()
+        [1.0, 0.0, 0.0, 0.0]
+        """
+        w = {m: float((weights or {}).get(m, 1.0)) for m in self.modalities}
+        bad = [f"{m}={v}" for m, v in w.items() if not (v >= 0 and np.isfinite(v))]
+        if bad:
+            raise ValueError(f"modality weights must be finite and >= 0, got {', '.join(bad)}")
+        out = np.concatenate([np.sqrt(w[m]) * np.asarray(self.blocks[m], np.float32)
+                              for m in self.modalities], axis=1)
+        norm = np.linalg.norm(out, axis=1, keepdims=True)
+        return np.ascontiguousarray(out / np.where(norm > 0, norm, 1.0), dtype=np.float32)
 
     def select(self, rows: np.ndarray) -> "ModalFeatures":
         """The videos ``rows`` (in that order)."""

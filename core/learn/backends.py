@@ -8,7 +8,7 @@ sends the prepared arrays to the workers once through Ray's object store
 
 With ``ray`` every pending fold is one task (``num_cpus`` = the run's ``threads`` or 1,
 one GPU where the cluster has GPUs); the refits follow, since their epoch count is the
-folds' median best epoch. A task runs :func:`core.learn.fit.train_network`, the very
+folds' median best epoch. A task runs :func:`core.learn.network.train_network`, the very
 function the local backend runs, with fit's torch settings (deterministic
 algorithms; ``config.threads`` threads, 1 when unset): the same seed and thread count
 give the same bytes (the local backend's default is every core, and a CPU matrix
@@ -294,7 +294,7 @@ def _train_task(config, p, k: int, epochs: int, mailbox) -> tuple[bytes, dict]:
     import torch
 
     from core.learn.config import TrainingCancelled, resolve_device
-    from core.learn.fit import train_network
+    from core.learn.network import train_network
 
     if ray.get(mailbox.stopped.remote()):
         raise TrainingCancelled(f"cancelled before network {k} started")

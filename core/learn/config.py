@@ -56,7 +56,7 @@ class TrainConfig:
         mAP points for a single model, see benchmarks/bench_ablation.py)
     eps, min_samples : DBSCAN of the distractors (noise mode); ``eps=None`` (default)
         picks it from the data (core.cluster.eps_choice: the most clusters at or below the
-        k-distance knee). The original 1.2 suits real face features but merges the
+        k-distance knee, before the largest cluster doubles). The original 1.2 suits real face features but merges the
         crowded synthetic distractors into one cluster (demo: 0.9837 vs 0.9906 mAP)
     weighting, min_quality, min_det : pooling options (views, augmentation, predict)
     augment, n_join, n_cut : extra noise videos per fold (None = a quarter of the

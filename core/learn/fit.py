@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -12,14 +11,14 @@ import numpy as np
 
 from core.learn.ensemble import TopPerIdentity, top_k_per_row
 from core.errors import DataError
-from core.learn.noise_labels import compact_clusters, noise_targets, random_shadow_labels
 from core.cluster.clusterers import cluster_distractors
-from core.learn.config import (TrainConfig, TrainingCancelled, auto_batch_size, fold_seed,
+from core.learn.config import (TrainConfig, TrainingCancelled, fold_seed,
                                resolve_device)
-from core.learn.scoring import frame_rows_of, pool_opts, score_views, view_stack
+from core.learn.scoring import frame_rows_of, score_views, view_stack
 from core.learn.folds import random_folds, stratified_folds
 from core.learn import fusion
-from core.learn.methods import get_method
+from core.learn.methods import fold_progress, get_method
+from core.learn.network import build_checkpoint, fold_split, train_network
 
 ProgressFn = Callable[[float, str], None]
 
@@ -94,44 +93,6 @@ def _prepare(config: TrainConfig, data, noise_labels: np.ndarray | None) -> _Pre
                      noise_rows, clusters, noise_eps)
 
 
-def _noise_training_set(config: TrainConfig, p: _Prepared, k: int, rng: np.random.Generator):
-    """(X, y, dynamic, K) of the fold's training distractors (plus augmentation)."""
-    C = len(p.identity_ids)
-    in_train = p.fold[p.noise_rows] != k
-    rows = p.noise_rows[in_train]
-    cl, K = compact_clusters(p.clusters[in_train])
-    y, dynamic = noise_targets(cl, C)
-    y[dynamic] = random_shadow_labels(int(dynamic.sum()), C, K, rng=rng)
-    X = p.X[rows]
-    # augmentation joins and cuts face frames: distractors without a face take no part
-    framed = rows if p.frames is None or not fusion.is_multimodal(config) else \
-        rows[np.diff(np.asarray(p.frames.offsets))[p.frame_rows[rows]] > 0]
-    if config.augment and p.frames is not None and len(framed) >= 2:
-        from core.features.pooling import augment_noise
-
-        n_default = max(1, len(rows) // 4)
-        n_join = n_default if config.n_join is None else config.n_join
-        n_cut = n_default if config.n_cut is None else config.n_cut
-        X_aug, sources = augment_noise(p.frames, p.frame_rows[framed], rng=rng, n_join=n_join,
-                                       n_cut=n_cut, **pool_opts(config))
-        X_aug = fusion.widen_face_rows(config, X_aug)
-        if len(sources):
-            # A cut piece shows the same person as its source: inherit a cluster class.
-            label_of = {str(p.names[r]): (int(t), bool(d)) for r, t, d in zip(rows, y, dynamic)}
-            y_aug = np.empty(len(sources), dtype=np.int64)
-            dyn_aug = np.ones(len(sources), dtype=bool)
-            for i, src in enumerate(sources):
-                if src.startswith("cut:"):
-                    t, d = label_of.get(src[4:src.rindex("[")], (-1, True))
-                    if not d:
-                        y_aug[i], dyn_aug[i] = t, False
-            y_aug[dyn_aug] = random_shadow_labels(int(dyn_aug.sum()), C, K, rng=rng)
-            X = np.concatenate([X, X_aug])
-            y = np.concatenate([y, y_aug])
-            dynamic = np.concatenate([dynamic, dyn_aug])
-    return X, y, dynamic, K
-
-
 def epochs_from_folds(best_epochs: list[int], max_epochs: int) -> int:
     """Epochs of a refit on every video: the folds' median best epoch count.
 
@@ -147,15 +108,6 @@ def epochs_from_folds(best_epochs: list[int], max_epochs: int) -> int:
     return int(min(max_epochs, max(1, round(float(np.median(best_epochs)) + 1))))
 
 
-def _checkpoint(config: TrainConfig, k: int, state_dict: dict, best_epoch: int, val_map: float,
-                meta: dict) -> dict:
-    # Plain values through JSON: fresh objects, so torch.save's bytes do not depend on
-    # where they came from (an interned "cpu" shared with torch's own device tag pickles
-    # as a back-reference), and a Ray worker's checkpoint is the local one byte for byte.
-    return {"config": json.loads(json.dumps(config.to_dict())), "state_dict": state_dict, "fold": k,
-            "best_epoch": int(best_epoch), "val_map": float(val_map), "meta": json.loads(json.dumps(meta))}
-
-
 def _check_resumable(config: TrainConfig, payload: dict, k: int, run) -> None:
     saved = dict(payload.get("config", {}))
     now = config.to_dict()
@@ -167,81 +119,62 @@ def _check_resumable(config: TrainConfig, payload: dict, k: int, run) -> None:
                         f"not {now.get(key)!r}; cannot resume with a different config")
 
 
-def _fold_split(p: _Prepared, k: int, folds: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(labelled training rows, held-out rows, held-out ground truth) of network ``k``:
-    fold ``k`` holds its rows out; a refit (``k >= folds``) trains on every labelled video."""
-    if k >= folds:
-        return np.flatnonzero(p.ids > 0), np.zeros(0, dtype=np.int64), {}
-    val_rows = np.flatnonzero(p.fold == k)
-    lab_val = val_rows[p.ids[val_rows] > 0]
-    val_gt: dict[int, list[str]] = {}
-    for i, name in zip(p.ids[lab_val].tolist(), p.names[lab_val].tolist()):
-        val_gt.setdefault(i, []).append(name)
-    return np.flatnonzero((p.ids > 0) & (p.fold != k)), val_rows, val_gt
+def _partial_state(config: TrainConfig, run, k: int, meta: dict, epochs: int,
+                   report: ProgressFn, fraction: float) -> dict | None:
+    """Fold ``k``'s mid-fold state to continue from, or None to train it from epoch 1.
+
+    A different config refuses the resume (as for a complete fold); a state that cannot
+    be read, or that does not fit the fold as prepared now, is dropped with a message.
+    """
+    try:
+        state = run.load_partial(k)
+    except DataError as exc:
+        state, why = None, str(exc)
+    else:
+        if state is None:
+            return None
+        _check_resumable(config, state, k, run)
+        why = _partial_mismatch(state, meta, epochs)
+        if why:
+            why = f"{run.path}: fold {k}'s mid-fold state {why}"
+    if why:
+        report(fraction, f"{why}; fold {k} restarts from epoch 1")
+        run.discard_partial(k)
+        run.set_status(message=f"{why}; fold {k} restarted from epoch 1")
+        return None
+    return state
+
+
+def _partial_mismatch(state: dict, meta: dict, epochs: int) -> str:
+    """Why a loaded mid-fold state cannot continue this fold ('' when it can)."""
+    saved = state.get("meta") if isinstance(state.get("meta"), dict) else {}
+    for key in ("model_config", "n_train", "n_dynamic", "n_clusters", "batch_size"):
+        if saved.get(key) != meta[key]:
+            return f"was saved with {key}={saved.get(key)!r}, the fold now has {meta[key]!r}"
+    if state["epochs"] != epochs or not state["epochs_done"] < epochs:
+        return f"holds {state['epochs_done']} of {state['epochs']} epochs, the fold trains {epochs}"
+    need = ("model", "optimizer", "labels", "best_state", "best_labels", "best_val_map",
+            "best_epoch", "history", "rng_numpy", "rng_torch")
+    missing = [key for key in need if key not in state]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    if len(state["labels"]) != meta["n_train"] or len(state["history"]) != state["epochs_done"]:
+        return "is inconsistent (labels or history of the wrong length)"
+    from core.learn.model import ModelConfig, build_model
+
+    want = {name: tuple(t.shape) for name, t in
+            build_model(ModelConfig(**meta["model_config"]), seed=0).state_dict().items()}
+    for key in ("model", "best_state"):
+        got = state[key]
+        if not isinstance(got, dict) or {n: tuple(getattr(t, "shape", ())) for n, t in got.items()} != want:
+            return f"holds {key} weights of another shape"
+    return ""
 
 
 def _phase(config: TrainConfig, k: int, epochs: int, refits: int) -> str:
     if k < config.folds:
         return f"fold {k + 1}/{config.folds}"
     return f"refit {k - config.folds + 1}/{refits} ({epochs} epochs)"
-
-
-def train_network(config: TrainConfig, p: _Prepared, k: int, epochs: int, *, device: str,
-                  on_epoch: Callable[[dict], None] | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> tuple[dict, dict]:
-    """Train network ``k`` of a run: fold ``k`` (``k < config.folds``) or a refit on every video.
-
-    Writes nothing and reads no global state but torch's: seeded by
-    ``fold_seed(config.seed, k)``, so any process with the same torch build, thread
-    count, deterministic setting and device gives the same bytes (a Ray worker of
-    :mod:`core.learn.backends` runs this very function).
-
-    Returns
-    -------
-    (payload, info) : the checkpoint for ``Run.save_fold`` and its ``.done`` marker's info
-    """
-    import torch
-
-    from core.learn.loop import FoldData, train_fold
-    from core.learn.model import ModelConfig
-
-    method = get_method(config.method)
-    C = len(p.identity_ids)
-    tr_lab, val_rows, val_gt = _fold_split(p, k, config.folds)
-    seed = fold_seed(config.seed, k)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    X_tr, y_tr, dyn = p.X[tr_lab], p.class_of[tr_lab], np.zeros(len(tr_lab), bool)
-    K = 0
-    if method.noise_classes:
-        Xn, yn, dn, K = _noise_training_set(config, p, k, rng)
-        X_tr, y_tr, dyn = (np.concatenate([X_tr, Xn]), np.concatenate([y_tr, yn]),
-                           np.concatenate([dyn, dn]))
-    n_classes = method.n_classes(C, K)
-    mc = ModelConfig(in_dim=p.X.shape[1], emb_dim=config.emb_dim, n_classes=n_classes,
-                     s=config.s, m=config.m, batch_norm=config.batch_norm,
-                     dropout=config.dropout, head_init=config.head_init,
-                     **fusion.model_options(config))
-    fd = FoldData(X=torch.as_tensor(X_tr, device=device), y=y_tr, dynamic=dyn,
-                  n_identities=C, n_clusters=K, n_classes=n_classes,
-                  X_val=torch.as_tensor(p.X[val_rows], device=device),
-                  val_names=p.names[val_rows], val_gt=val_gt, identity_ids=p.identity_ids)
-    t_fold = time.perf_counter()
-    batch = config.batch_size or auto_batch_size(len(X_tr))
-    res = train_fold(fd, model_config=mc, epochs=epochs, batch_size=batch,
-                     lr=config.lr, weight_decay=config.weight_decay,
-                     shadow_weights=(config.shadow_weight_start, config.shadow_weight_end),
-                     score_s=config.score_s, seed=seed, rng=rng, on_epoch=on_epoch,
-                     should_stop=should_stop)
-    refit = k >= config.folds
-    meta = {"method": config.method, "model_config": mc.to_dict(),
-            "identity_ids": p.identity_ids.tolist(), "n_clusters": K,
-            "n_train": int(len(X_tr)), "n_dynamic": int(dyn.sum()), "refit": refit,
-            "batch_size": batch}
-    payload = _checkpoint(config, k, res.state_dict, res.best_epoch, res.val_map, meta)
-    info = {"val_map": res.val_map, "best_epoch": res.best_epoch,
-            "seconds": round(time.perf_counter() - t_fold, 3), "n_clusters": K, "refit": refit}
-    return payload, info
 
 
 def fit(config: TrainConfig, data, run, *, progress: ProgressFn | None = None,
@@ -255,7 +188,9 @@ def fit(config: TrainConfig, data, run, *, progress: ProgressFn | None = None,
         ``frames`` row-aligned, used for test-time views and noise augmentation)
     run : core.runs.Run, created (or resumed) by the caller
     progress : callable(fraction, message), optional
-    resume : reuse the folds already complete in ``run`` (their config must match)
+    resume : reuse the folds already complete in ``run`` (their config must match), and
+        continue a fold cut short from its mid-fold state (``fold_K.partial.pt``, saved
+        after every epoch) at its next epoch, with the result of an uninterrupted run
     noise_labels : DBSCAN labels of the distractors (one per distractor in row order,
         or one per video) to use instead of clustering inside ``fit``
     backend : None (train every network here, one after the other) or an open backend of
@@ -292,8 +227,8 @@ def fit(config: TrainConfig, data, run, *, progress: ProgressFn | None = None,
     except TrainingCancelled as exc:
         run.mark_cancelled(str(exc))
         # the share of work actually done (the run table must not read 100 %)
-        planned = config.folds + (config.refit if get_method(config.method).trains_network else 0)
-        report(0.95 * min(1.0, len(run.completed_folds()) / max(planned, 1)), f"cancelled: {exc}")
+        report(fold_progress(config.to_dict(), run.completed_folds(), run.partial_info()),
+               f"cancelled: {exc}")
         return {"state": "cancelled", "message": str(exc), "completed_folds": run.completed_folds()}
     except KeyboardInterrupt:
         run.interrupt("interrupted (Ctrl-C); resume to finish")
@@ -347,10 +282,24 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
                f"{phase} epoch {row['epoch'] + 1}/{epochs} loss {row['loss']:.3f}{val}")
 
     def network(k: int, epochs: int, step0: int, phase: str) -> dict:
-        """Train fold (or refit) ``k``'s network here, save it and return its payload."""
+        """Train fold (or refit) ``k``'s network here, save it and return its payload;
+        on resume it continues from the fold's mid-fold state, after every epoch it
+        saves one."""
+        fraction = 0.95 * min(1.0, step0 / n_steps)
+
+        def start_from(meta: dict) -> dict | None:
+            start = _partial_state(config, run, k, meta, epochs, report, fraction) if resume else None
+            if start is not None:
+                report(0.95 * min(1.0, (step0 + start["epochs_done"]) / n_steps),
+                       f"{phase}: continues at epoch {start['epochs_done'] + 1}/{epochs} (resume)")
+            return start
+
         payload, info = train_network(
             config, p, k, epochs, device=device, should_stop=run.cancel_requested,
-            on_epoch=lambda row: record_epoch(k, row, step0 + row["epoch"] + 1, epochs, phase))
+            on_epoch=lambda row: record_epoch(k, row, step0 + row["epoch"] + 1, epochs, phase),
+            start_from=start_from,
+            on_state=lambda meta, state: run.save_partial(k, {"config": config.to_dict(),
+                                                              "meta": meta, **state}))
         run.save_fold(k, payload, info)
         return payload
 
@@ -376,7 +325,7 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
                                  len(done & set(range(config.folds))) * config.epochs)
 
     for k in range(config.folds):
-        tr_lab, val_rows, val_gt = _fold_split(p, k, config.folds)
+        tr_lab, val_rows, val_gt = fold_split(p, k, config.folds)
         phase = _phase(config, k, config.epochs, refit_planned)
         if not method.trains_network:
             knn_ref = (p.X[tr_lab], p.ids[tr_lab], p.identity_ids)
@@ -389,7 +338,7 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
             V = p.X[val_rows][None]
             s, _ = score_views(config, None, V, C, device=device, knn_ref=knn_ref)
             vm = validation_map(s, p.names[val_rows], val_gt, p.identity_ids)
-            payload = _checkpoint(config, k, {}, -1, vm, {"method": config.method,
+            payload = build_checkpoint(config, k, {}, -1, vm, {"method": config.method,
                                   "identity_ids": p.identity_ids.tolist(), "n_clusters": 0})
             run.save_fold(k, payload, {"val_map": vm, "best_epoch": -1})
             run.append_metric({"fold": k, "epoch": 0, "loss": float("nan"), "val_map": vm, "time": 0.0})

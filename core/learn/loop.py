@@ -5,6 +5,11 @@ tensor on the device, indices are shuffled per epoch, no DataLoader. After every
 epoch the dynamically labelled noise samples take the model's prediction
 (:func:`core.learn.noise_labels.relabel_noise`) and the fold's held-out videos are
 ranked per identity and scored with the official mAP; the best epoch's weights win.
+
+After every epoch but the last, ``on_state`` receives the fold's whole state
+(:func:`fold_state`: weights, optimiser, labels, best so far, history, RNGs); given
+back as ``resume_from``, training continues with the next epoch exactly as if it had
+never stopped.
 """
 
 from __future__ import annotations
@@ -103,12 +108,17 @@ def train_fold(
     rng: np.random.Generator,
     on_epoch: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_state: Callable[[dict], None] | None = None,
+    resume_from: dict | None = None,
 ) -> FoldResult:
     """Train one fold; return the weights of the epoch with the best validation mAP.
 
     ``on_epoch(row)`` receives ``{"epoch", "loss", "val_map", "time", "relabelled",
-    "shadow_weight"}`` after every epoch; ``should_stop()`` is checked between epochs
-    and raises :class:`TrainingCancelled` when true.
+    "shadow_weight"}`` after every epoch; then ``on_state(state)`` (every epoch but the
+    last) receives the :func:`fold_state` to save; ``should_stop()`` is checked between
+    epochs and raises :class:`TrainingCancelled` when true. ``resume_from``, such a state
+    of this very fold (same data, config and ``rng`` seed; the caller checks), continues
+    training from its next epoch with the same result as an uninterrupted fold.
     """
     device = data.X.device
     net = build_model(model_config, seed=seed).to(device)
@@ -117,10 +127,13 @@ def train_fold(
     n = data.X.shape[0]
     y = data.y.copy()
     dyn_rows = np.flatnonzero(data.dynamic)
-    y_t = torch.as_tensor(y, device=device)
     best = (-math.inf, -1, None)
     history: list[dict] = []
-    for epoch in range(epochs):
+    first = 0
+    if resume_from is not None:
+        first, y, best, history = _restore(resume_from, net, opt, rng, device)
+    y_t = torch.as_tensor(y, device=device)
+    for epoch in range(first, epochs):
         t0 = time.perf_counter()
         w_dyn = shadow_weight(epoch, epochs, start=shadow_weights[0], end=shadow_weights[1])
         weight = torch.ones(n, device=device)
@@ -163,6 +176,9 @@ def train_fold(
             best = (val_map, epoch, (copy.deepcopy(net.state_dict()), y.copy()))
         if on_epoch is not None:
             on_epoch(row)
+        if on_state is not None and epoch < epochs - 1:  # after the last, the fold's checkpoint
+            on_state(fold_state(net, opt, rng, epoch=epoch, epochs=epochs, labels=y, best=best,
+                                history=history))
         if should_stop is not None and epoch < epochs - 1 and should_stop():
             raise TrainingCancelled(f"cancelled after epoch {epoch + 1}")
 
@@ -170,3 +186,44 @@ def train_fold(
     state = {k: v.detach().cpu() for k, v in state.items()}
     return FoldResult(state_dict=state, model_config=model_config, best_epoch=best_epoch,
                       val_map=float(val_map), history=history, final_labels=labels)
+
+
+def fold_state(net: VideoNet, opt: torch.optim.Optimizer, rng: np.random.Generator, *,
+               epoch: int, epochs: int, labels: np.ndarray, best: tuple, history: list[dict]) -> dict:
+    """Everything :func:`train_fold` needs to continue after ``epoch`` (0-based), as plain values.
+
+    Tensors stay where they are (``torch.save`` copies them out); the RNG states are
+    the numpy generator's ``bit_generator.state`` and torch's CPU (and CUDA) state,
+    which dropout draws from.
+    """
+    best_map, best_epoch, (best_state, best_labels) = best
+    where = next(net.parameters()).device
+    return {
+        "epochs_done": epoch + 1, "epochs": int(epochs),
+        "model": net.state_dict(), "optimizer": opt.state_dict(),
+        "labels": torch.from_numpy(labels.copy()),
+        "best_val_map": float(best_map), "best_epoch": int(best_epoch),
+        "best_state": best_state, "best_labels": torch.from_numpy(best_labels.copy()),
+        "history": [dict(r) for r in history],
+        "rng_numpy": rng.bit_generator.state, "rng_torch": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state(where) if where.type == "cuda" else None,
+    }
+
+
+def _restore(state: dict, net: VideoNet, opt: torch.optim.Optimizer, rng: np.random.Generator,
+             device: torch.device) -> tuple[int, np.ndarray, tuple, list[dict]]:
+    # the inverse of fold_state: (first epoch to train, labels, best, history)
+    net.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    rng.bit_generator.state = state["rng_numpy"]
+    torch.set_rng_state(state["rng_torch"].cpu())
+    if state.get("rng_cuda") is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
+    best_state = {k: v.to(device) for k, v in state["best_state"].items()}
+    best = (float(state["best_val_map"]), int(state["best_epoch"]),
+            (best_state, _numpy(state["best_labels"])))
+    return int(state["epochs_done"]), _numpy(state["labels"]), best, [dict(r) for r in state["history"]]
+
+
+def _numpy(a) -> np.ndarray:
+    return a.numpy().copy() if isinstance(a, torch.Tensor) else np.array(a, copy=True)

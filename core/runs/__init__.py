@@ -1,6 +1,8 @@
 """The run store: one directory per training run, written atomically, read by the dashboard.
 
-:mod:`core.runs.run` is one run (:class:`Run`, :func:`clean_run`);
+:mod:`core.runs.run` is one run (:class:`Run`, :func:`clean_run`), the face of
+:mod:`core.runs.checkpoint` (fold checkpoints, their ``.done`` markers, safe loading) and
+:mod:`core.runs.partial` (a fold's mid-fold state, what lets it resume);
 :mod:`core.runs.store` all runs under a root; :mod:`core.runs.files` the file names,
 JSON helpers and the state rule; :mod:`core.runs.liveness` whether a writer's
 process still lives; :mod:`core.runs.launch` starts training in a detached process; :mod:`core.runs.predict`

@@ -123,24 +123,29 @@ def class_names(identity_ids: np.ndarray, n_clusters: int, n_classes: int) -> tu
     return labels, kinds
 
 
-def pulling_classes(run_dir: str | os.PathLike, pooled: np.ndarray, fold: int, *,
-                    top: int = 10) -> pd.DataFrame | None:
+def pulling_classes(run_dir: str | os.PathLike, pooled: np.ndarray | None, fold: int, *,
+                    top: int = 10, modal=None) -> pd.DataFrame | None:
     """Probability of the ``top`` classes of the fold model that held the video out.
 
     Parameters
     ----------
     run_dir : a run with fold checkpoints
-    pooled : (d,) the video's pooled vector (the pooling the run trained with)
+    pooled : (d,) the video's pooled face vector (the pooling the run trained with); None
+        for a video without a face
     fold : the fold that held the video out (``OutOfFold.fold``)
+    modal : the video's :class:`~core.features.modal_features.ModalFeatures` (one row), needed
+        by a multimodal run: its input is built from the modalities the run used
 
     Returns
     -------
     DataFrame ``label``, ``kind`` (identity / noise cluster / shadow class), ``probability``,
-    best first; None for a reference method (no network) or a missing fold.
+    best first; None for a reference method (no network), a missing fold, or a
+    multimodal run without ``modal`` (or a face-only run without ``pooled``).
     """
     import torch
 
     from core.learn.config import TrainConfig
+    from core.learn.fusion import is_multimodal
     from core.learn.methods import get_method
     from core.learn.model import model_from_checkpoint
     from core.runs.run import Run
@@ -152,11 +157,21 @@ def pulling_classes(run_dir: str | os.PathLike, pooled: np.ndarray, fold: int, *
     cfg = TrainConfig.from_dict(payload["config"])
     if not get_method(cfg.method).trains_network:
         return None
+    if is_multimodal(cfg):
+        held = () if modal is None else modal.modalities
+        if any(m not in held for m in cfg.modalities) or cfg.modal_dims and tuple(
+                int(modal.blocks[m].shape[1]) for m in cfg.modalities) != tuple(cfg.modal_dims):
+            return None
+        x_in = modal.input_matrix(cfg.modalities)[:1]
+    elif pooled is None:
+        return None
+    else:
+        x_in = np.array(pooled, dtype=np.float32)[None]  # a copy: writable
     meta = payload["meta"]
     model = model_from_checkpoint(meta["model_config"], payload["state_dict"]).to("cpu")
     model.eval()
     with torch.no_grad():
-        x = torch.from_numpy(np.array(pooled, dtype=np.float32)[None])  # a copy: writable
+        x = torch.from_numpy(np.array(x_in, dtype=np.float32))
         p = model.log_probs(x, s=cfg.score_s).exp()[0].numpy()
     labels, kinds = class_names(np.asarray(meta["identity_ids"]), int(meta.get("n_clusters", 0)), len(p))
     order = np.argsort(-p, kind="stable")[:top]

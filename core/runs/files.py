@@ -31,6 +31,8 @@ METRICS = "metrics.json"
 SUMMARY = "summary.json"
 CANCEL = "cancel"
 FOLD_RE = re.compile(r"^fold_(\d+)\.(pt|done\.json)$")
+#: A fold's mid-fold state (``fold_K.partial.pt``): resume continues the fold from it.
+PARTIAL_RE = re.compile(r"^fold_(\d+)\.partial\.pt$")
 
 
 def now_iso() -> str:
@@ -143,27 +145,21 @@ def effective_state(path: Path, status: dict, stale_after: float) -> str:
     return "running" if alive else "interrupted"
 
 
-__all__ = ["CANCEL", "CONFIG", "FOLD_RE", "METRICS", "STALE_AFTER_S", "STATES", "STATUS",
-           "SUMMARY", "age_seconds", "dumps_json", "effective_state", "json_default", "now_iso",
-           "read_json", "read_json_dict", "seconds_between"]
+__all__ = ["CANCEL", "CONFIG", "FOLD_RE", "METRICS", "PARTIAL_RE", "STALE_AFTER_S", "STATES", "STATUS",
+           "SUMMARY", "age_seconds", "dumps_json", "effective_state", "json_default",
+           "now_iso", "partial_fold_info", "read_json", "read_json_dict", "seconds_between"]
 
 
-def fold_progress(config: dict, completed: list[int]) -> float:
-    """Share of a run's work done by its ``completed`` folds (and refits): 0..0.95.
+def partial_fold_info(path: Path, status: dict, complete: set[int]) -> dict | None:
+    """The status's ``partial`` (``{"fold", "epochs_done", "epochs"}``) of run ``path``, if it holds.
 
-    What a cancelled or resuming run shows instead of the 100 % of its last report.
+    None unless ``fold_K.partial.pt`` of that fold exists and the fold is not in
+    ``complete``: a kept mid-fold state, for progress shown without loading it.
 
-    >>> fold_progress({"method": "nn", "folds": 3, "refit": 1}, [0, 1])
-    0.475
+    >>> partial_fold_info(Path("/nonexistent"), {"partial": {"fold": 1}}, set()) is None
+    True
     """
-    from core.learn.methods import get_method
-
-    folds = int(config.get("folds") or 0)
-    try:
-        network = get_method(config.get("method")).trains_network
-    except ValueError:
-        network = True
-    refit = int(config.get("refit") or 0) if network else 0
-    total = folds + refit
-    return round(0.95 * min(len(completed), total) / total, 6) if total > 0 else 0.0
-
+    info = status.get("partial")
+    if not isinstance(info, dict) or not isinstance(info.get("fold"), int) or info["fold"] in complete:
+        return None
+    return info if (path / f"fold_{info['fold']}.partial.pt").exists() else None

@@ -8,6 +8,9 @@ A run directory holds (every file written atomically through :mod:`core.atomic`)
     metrics.json         list of per-epoch rows {"fold", "epoch", "loss", "val_map", "time"}
     fold_K.pt            a fold checkpoint (torch.save of a dict)
     fold_K.done.json     written after fold_K.pt; a fold is complete only if both exist
+    fold_K.partial.pt    the state of fold K after its last finished epoch (model, optimiser,
+                         best so far, labels, RNGs); resume continues the fold from it;
+                         removed once fold_K.pt is complete
     NAME.npz             arrays (out-of-fold scores, ...), ``save_array``
     NAME.json            other JSON documents (per-identity AP, ...), ``save_json``
     summary.json         written LAST by ``finish``
@@ -16,10 +19,13 @@ A run directory holds (every file written atomically through :mod:`core.atomic`)
 A run reads ``"complete"`` only when ``summary.json`` exists **and** the status says
 complete. A run whose status says ``"running"`` but whose process is gone (dead pid on
 this host) or whose heartbeat is older than ``STALE_AFTER_S`` reads ``"interrupted"``;
-:func:`clean_run` removes its partial files so that training can resume.
+:func:`clean_run` removes its partial files so that training can resume (a readable
+mid-fold state is kept: it is what lets a fold resume from its next epoch).
 
 This module is one run (:class:`Run`, :func:`clean_run`). The file names, JSON
-encoding and state rule are :mod:`core.runs.files`; the store-wide functions
+encoding and state rule are :mod:`core.runs.files`; the fold checkpoints and their
+markers :mod:`core.runs.checkpoint`; the mid-fold states :mod:`core.runs.partial`; the
+store-wide functions
 (``default_runs_root``, ``new_run_dir``, ``list_runs``) are :mod:`core.runs.store` and
 ``pid_alive`` is :mod:`core.runs.liveness`; the package :mod:`core.runs` exports them all.
 """
@@ -27,11 +33,9 @@ encoding and state rule are :mod:`core.runs.files`; the store-wide functions
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
-import secrets
 import socket
 import time
 from pathlib import Path
@@ -39,13 +43,17 @@ from typing import Any
 
 import numpy as np
 
-from core.atomic import atomic_open, atomic_write_text
+from core.atomic import atomic_open, atomic_write_text, create_exclusive
 from core.errors import DataError
-from core.io.safe_pickle import PickleTooBig, plain_arrays, torch_safe_globals
-from core.runs.liveness import pid_alive, process_start_ticks
-from core.runs.files import (fold_progress, CANCEL, CONFIG, FOLD_RE, METRICS, STALE_AFTER_S, STATES, STATUS,
+from core.io.safe_pickle import require_file
+from core.runs.checkpoint import (check_fold, completed_folds, load_fold_checkpoint, read_fold_marker,
+                                  save_fold_checkpoint)
+from core.learn.methods import fold_progress
+from core.runs.files import (CANCEL, CONFIG, FOLD_RE, METRICS, PARTIAL_RE, STALE_AFTER_S, STATES, STATUS,
                             SUMMARY, age_seconds, dumps_json, effective_state, json_default,
-                            now_iso, read_json, read_json_dict)
+                            now_iso, partial_fold_info, read_json, read_json_dict)
+from core.runs.liveness import pid_alive, process_start_ticks
+from core.runs.partial import last_partial, read_partial, remove_partial, sort_partials, write_partial
 
 #: ``heartbeat`` writes status.json at most this often (seconds), unless the phase changes.
 HEARTBEAT_MIN_INTERVAL_S = 1.0
@@ -56,42 +64,12 @@ _METRIC_COLUMNS = ("fold", "epoch", "loss", "val_map", "time")
 
 # ----------------------------------------------------------------------------- helpers
 
-def _create_exclusive(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically, failing with FileExistsError if it exists."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.link(tmp, path)  # atomic and exclusive: fails if path exists
-    except OSError as exc:
-        if exc.filename is None or exc.filename == str(tmp):
-            # a failed write (a full disk) names the file meant, not our temporary
-            raise type(exc)(exc.errno, exc.strerror or str(exc), str(path)) from None
-        raise
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-
-
 def _safe_name(name: str, suffix: str) -> str:
     base = name[: -len(suffix)] if name.endswith(suffix) else name
     if not _NAME_RE.match(base) or base in ("config", "status", "metrics", "summary"):
         raise ValueError(f"bad run file name {name!r}: use letters, digits, '_', '-', '.' "
                          "(and not config/status/metrics/summary)")
     return base + suffix
-
-
-def _sha256(path: Path) -> str:
-    from core.io.safe_pickle import open_regular
-
-    h = hashlib.sha256()
-    with open_regular(path, "checkpoint") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Run:
@@ -143,7 +121,7 @@ class Run:
         doc.setdefault("vidid_version", __version__)
         doc.setdefault("created", now_iso())
         try:
-            _create_exclusive(path / CONFIG, dumps_json(doc))
+            create_exclusive(path / CONFIG, dumps_json(doc))
         except FileExistsError:
             state = Run(path).state if (path / STATUS).exists() else "unknown"
             raise DataError(f"{path}: already holds a run (state {state}); "
@@ -168,8 +146,9 @@ class Run:
     def resume(cls, path: str | os.PathLike, *, stale_after: float = STALE_AFTER_S) -> "Run":
         """Take over an interrupted / failed / cancelled run to finish it.
 
-        Cleans its partial files (:func:`clean_run`), keeps its completed folds, and
-        marks it running under this process. Refuses a complete or live run.
+        Cleans its partial files (:func:`clean_run`), keeps its completed folds and a
+        readable mid-fold state (its status ``message`` names one that was not, whose fold
+        restarts), and marks it running under this process. Refuses a complete or live run.
         """
         run = cls.open(path, stale_after=stale_after)
         state = run.state
@@ -180,11 +159,16 @@ class Run:
             raise DataError(f"{run.path}: run is still running (pid {pid} on "
                             f"{run.status.get('host')}); cannot resume it")
         _refuse_live_writer(run, "resume")
-        clean_run(run.path, stale_after=stale_after)
+        removed = clean_run(run.path, stale_after=stale_after)
         run._status = run.status
         run._metrics = None
-        run._claim(resumed=now_iso(), message="", finished=None, phase="resuming",
-                   progress=fold_progress(run.config(), run.completed_folds()))
+        # a mid-fold state that could not be read was removed: say so, the fold restarts
+        complete = set(run.completed_folds())  # (one of a complete fold was merely stale)
+        lost = [m.string for m in map(PARTIAL_RE.match, removed) if m and int(m.group(1)) not in complete]
+        message = f"{', '.join(lost)} unreadable: that fold restarts from epoch 1" if lost else ""
+        kept = last_partial(run.path)  # from the file itself: the status may be behind
+        run._claim(resumed=now_iso(), message=message, finished=None, phase="resuming", partial=kept,
+                   progress=fold_progress(run.config(), run.completed_folds(), kept))
         return run
 
     def _claim(self, **fields: Any) -> None:
@@ -306,66 +290,73 @@ class Run:
         """Save fold ``k``'s checkpoint, then its ``.done`` marker (with ``info``).
 
         ``payload`` is a dict (``config``, ``state_dict``, ``fold``, ``best_epoch``,
-        ``val_map``, ``meta``) of tensors, numpy arrays and plain values.
+        ``val_map``, ``meta``) of tensors, numpy arrays and plain values. The fold is
+        then complete: its mid-fold state is removed.
         """
-        import torch
-
-        k = _check_fold(k)
-        pt = self.path / f"fold_{k}.pt"
-        done = self.path / f"fold_{k}.done.json"
-        with contextlib.suppress(FileNotFoundError):
-            done.unlink()  # re-saving a fold: never leave a marker for an older file
-        with atomic_open(pt, "wb") as fh:
-            torch.save(payload, fh)
-        marker = dict(info or {})
-        marker.update(fold=k, bytes=pt.stat().st_size, sha256=_sha256(pt), saved=now_iso())
-        atomic_write_text(done, dumps_json(marker))
+        save_fold_checkpoint(self.path, k, payload, info)
+        remove_partial(self.path, k)
+        shown = (self._status or {}).get("partial")
+        if isinstance(shown, dict) and shown.get("fold") == k:
+            self.set_status(partial=None)
 
     def completed_folds(self) -> list[int]:
         """Folds whose checkpoint and ``.done`` marker both exist, sorted."""
-        names = {p.name for p in self.path.iterdir()}
-        out = []
-        for n in names:
-            m = FOLD_RE.match(n)
-            if m and m.group(2) == "pt" and f"fold_{m.group(1)}.done.json" in names:
-                out.append(int(m.group(1)))
-        return sorted(out)
+        return completed_folds(self.path)
 
     def fold_info(self, k: int) -> dict:
         """The ``.done`` marker of fold ``k`` (the ``info`` given to :meth:`save_fold`)."""
-        k = _check_fold(k)
-        p = self.path / f"fold_{k}.done.json"
-        if not p.exists():
-            raise DataError(f"{self.path}: fold {k} is not complete (no {p.name})")
-        return read_json_dict(p)
+        return read_fold_marker(self.path, k)
 
     def load_fold(self, k: int, *, map_location: Any = "cpu", verify: bool = True) -> dict:
-        """Load fold ``k``'s checkpoint (safe: tensors, numpy arrays and plain values only)."""
-        import torch
+        """Load fold ``k``'s checkpoint (safe: tensors, numpy arrays and plain values only).
 
-        info = self.fold_info(k)
-        pt = self.path / f"fold_{_check_fold(k)}.pt"
-        if not pt.exists():
-            raise DataError(f"{pt}: missing although its .done marker exists")
-        if verify and info.get("bytes") is not None and pt.stat().st_size != info["bytes"]:
-            raise DataError(f"{pt}: {pt.stat().st_size} bytes, its .done marker says {info['bytes']}")
-        if verify and info.get("sha256") is not None and _sha256(pt) != info["sha256"]:
-            raise DataError(f"{pt}: contents differ from the checksum in its .done marker "
-                            f"(damaged or replaced)")
-        from core.io.safe_pickle import require_file
+        ``verify`` checks its size and SHA-256 against the ``.done`` marker first.
+        """
+        return load_fold_checkpoint(self.path, k, map_location=map_location, verify=verify)
 
-        require_file(pt, "checkpoint")  # a pipe or device in its place: refused, not read
-        try:
-            with torch.serialization.safe_globals(torch_safe_globals()):
-                obj = torch.load(pt, map_location=map_location, weights_only=True)
-        except Exception as exc:  # torch raises many types for a bad file
-            raise DataError(f"{pt}: cannot load checkpoint: {' '.join(str(exc).split())[:200]}") from None
-        if not isinstance(obj, dict):
-            raise DataError(f"{pt}: expected a dict checkpoint, got {type(obj).__name__}")
-        try:
-            return plain_arrays(obj, pt.stat().st_size)  # guarded stand-in arrays -> plain ndarrays
-        except PickleTooBig as exc:
-            raise DataError(f"{pt}: refused: {exc}") from None
+    # -- mid-fold state ----------------------------------------------------------------
+    def save_partial(self, k: int, state: dict) -> None:
+        """Save fold ``k``'s state after a finished epoch to ``fold_K.partial.pt`` (atomically).
+
+        ``state`` holds at least ``epochs_done`` and ``epochs`` (ints); see
+        :func:`core.runs.partial.write_partial`. The status records ``partial`` =
+        ``{"fold", "epochs_done", "epochs"}`` for the runs table with its next write (a
+        heartbeat, cancel or end: at most a second behind). :meth:`save_fold` removes
+        the file once the fold is complete.
+        """
+        info = write_partial(self.path, k, state)
+        if self._status is None:
+            self._status = self.status
+        self._status["partial"] = info
+
+    def load_partial(self, k: int, *, map_location: Any = "cpu") -> dict | None:
+        """Fold ``k``'s mid-fold state, or None if it has none.
+
+        Loaded safely (``weights_only``: tensors, numpy arrays and plain values only);
+        a damaged file, or one that is not fold ``k``'s state, raises DataError naming it.
+        """
+        return read_partial(self.path, k, map_location=map_location)
+
+    def discard_partial(self, k: int) -> None:
+        """Drop fold ``k``'s mid-fold state and its metric rows: the fold restarts from epoch 1."""
+        k = check_fold(k)
+        remove_partial(self.path, k)
+        if self._metrics is None:
+            self._metrics = self._load_metrics()
+        keep = [r for r in self._metrics if r.get("fold") != k]
+        if len(keep) != len(self._metrics):
+            self._metrics = keep
+            atomic_write_text(self.path / METRICS, dumps_json(keep))
+        if (self._status or {}).get("partial"):
+            self.set_status(partial=None)
+
+    def partial_info(self) -> dict | None:
+        """``{"fold", "epochs_done", "epochs"}`` of the mid-fold state on disk, from the status.
+
+        None when there is none (or the status names a fold without its file, or a
+        fold already complete). For display; :meth:`load_partial` reads the state itself.
+        """
+        return partial_fold_info(self.path, self.status, set(self.completed_folds()))
 
     # -- arrays and JSON documents -----------------------------------------------------
     def save_array(self, name: str, **arrays: Any) -> None:
@@ -386,8 +377,6 @@ class Run:
     def load_array(self, name: str) -> dict[str, np.ndarray]:
         """Load ``NAME.npz`` as a dict of arrays; a corrupt file raises DataError."""
         p = self.path / _safe_name(name, ".npz")
-        from core.io.safe_pickle import require_file
-
         require_file(p, "array (.npz)")
         try:
             with np.load(p, allow_pickle=False) as z:
@@ -414,12 +403,6 @@ class Run:
         return (self.path / name).exists()
 
 
-def _check_fold(k: Any) -> int:
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 0:
-        raise ValueError(f"fold must be a non-negative int, got {k!r}")
-    return int(k)
-
-
 def _refuse_live_writer(run: "Run", what: str) -> None:
     """A stale heartbeat reads "interrupted", but a live process on this host must
     never get a second writer: refuse until it is gone."""
@@ -438,7 +421,9 @@ def clean_run(path: str | os.PathLike, *, stale_after: float = STALE_AFTER_S) ->
 
     Removes temporary files of interrupted atomic writes, fold checkpoints without
     their ``.done`` marker (and markers without a checkpoint), metric rows of those
-    incomplete folds, and the ``cancel`` flag. Completed folds are kept.
+    incomplete folds, and the ``cancel`` flag. Completed folds are kept, and so is a
+    readable mid-fold state (``fold_K.partial.pt``) with the metric rows of its finished
+    epochs; an unreadable one, or one of a fold already complete, is removed.
 
     Examples
     --------
@@ -455,21 +440,23 @@ def clean_run(path: str | os.PathLike, *, stale_after: float = STALE_AFTER_S) ->
                         "refusing to clean it")
     _refuse_live_writer(run, "clean")
     removed: list[str] = []
-    names = sorted(p.name for p in run.path.iterdir())
     complete = set(run.completed_folds())
-    for n in names:
+    # fold -> epochs its kept mid-fold state holds; unreadable or stale states dropped
+    epochs_done, drop = sort_partials(run.path, complete)
+    for n in sorted(p.name for p in run.path.iterdir()):
         m = FOLD_RE.match(n)
-        partial = (n.startswith(".") and n.endswith(".tmp")) or n == CANCEL
-        if m and int(m.group(1)) not in complete:
-            partial = True
-        if partial:
+        if ((n.startswith(".") and n.endswith(".tmp")) or n == CANCEL or n in drop
+                or (m and int(m.group(1)) not in complete)):
             with contextlib.suppress(FileNotFoundError):
                 (run.path / n).unlink()
             removed.append(n)
     mp = run.path / METRICS
     if mp.exists():
         rows = run._load_metrics()
-        keep = [r for r in rows if not isinstance(r.get("fold"), int) or r["fold"] in complete]
+        # a kill between a row and its epoch's state leaves a row ahead: dropped, redone
+        keep = [r for r in rows if not isinstance(r.get("fold"), int) or r["fold"] in complete
+                or (r["fold"] in epochs_done and isinstance(r.get("epoch"), int)
+                    and r["epoch"] < epochs_done[r["fold"]])]
         if len(keep) != len(rows):
             atomic_write_text(mp, dumps_json(keep))
     return removed

@@ -15,8 +15,9 @@ from typing import Any
 
 from core.errors import DataError
 from core.runs.manage import read_label
-from core.runs.files import (CONFIG, fold_progress, FOLD_RE, STALE_AFTER_S, STATUS, SUMMARY, effective_state,
-                            read_json_dict, seconds_between)
+from core.learn.methods import fold_progress
+from core.runs.files import (CONFIG, FOLD_RE, STALE_AFTER_S, STATUS, SUMMARY, effective_state,
+                            partial_fold_info, read_json_dict, seconds_between)
 
 #: Columns of :func:`list_runs`, in order.
 LIST_COLUMNS = ("name", "path", "method", "state", "mAP", "folds", "epochs", "eps",
@@ -105,12 +106,13 @@ def _run_row(d: Path, stale_after: float) -> dict:
         row.update(state="corrupt", message=str(exc))
         return row
     names = {p.name for p in d.iterdir()}
-    folds = sum(1 for n in names if n.endswith(".done.json") and FOLD_RE.match(n)
-                and n.replace(".done.json", ".pt") in names)
+    complete = [int(FOLD_RE.match(n).group(1)) for n in names
+                if n.endswith(".done.json") and FOLD_RE.match(n) and n.replace(".done.json", ".pt") in names]
+    folds = len(complete)
     state = effective_state(d, status, stale_after)
     progress = status.get("progress")
     if state not in ("running", "complete"):  # what the completed folds did, not the last report
-        progress = fold_progress(cfg, list(range(folds)))
+        progress = fold_progress(cfg, complete, partial_fold_info(d, status, set(complete)))
     seconds = summary.get("seconds")
     if seconds is None:
         end = status.get("finished") or status.get("updated")

@@ -15,12 +15,15 @@ import streamlit as st
 from core.runs import oof
 from dashboard import run_charts
 from dashboard.cache import datasets as data
+from dashboard.cache import modal as modal_cache
 from dashboard.cache import runs as run_data
 
 PAGE = "errors"
 K_RUN = f"{PAGE}_run"
 K_IDENTITY = f"{PAGE}_identity"
 K_SEARCH = f"{PAGE}_search"
+K_FACE_FILTER = f"{PAGE}_face_filter"
+K_LOW_QUALITY = f"{PAGE}_low_quality"
 REVIEW_PAGE = "app_pages/video_review.py"
 MAX_BARS = 12
 
@@ -148,6 +151,106 @@ def _label_issues_section(run_dir: str, run_name: str) -> None:
                            key=f"{PAGE}_download_issues", icon=":material/download:")
 
 
+def _multimodal(spec) -> bool:
+    """Whether the dataset has head / body / audio files (a load error is shown once)."""
+    try:
+        return modal_cache.modal_dataset(spec) is not None
+    except data.USER_ERRORS as exc:
+        st.warning(f"Cannot read the other modalities: {data.friendly_error(exc)}")
+        return False
+
+
+def _evidence_table(spec, video: str) -> None:
+    """What each modality alone says about one video (late-fusion weights, KNN scores)."""
+    try:
+        ev = modal_cache.modality_evidence(spec, [video])
+    except data.USER_ERRORS as exc:
+        st.warning(f"Not available: {data.friendly_error(exc)}")
+        return
+    if ev is None or ev.empty:
+        st.caption(f"{video} is not in the active dataset's modalities.")
+        return
+    shown = ev[["modality", "present", "weight", "points to", "score", "true score", "true rank",
+                "agrees", "nearest video", "cosine"]]
+    st.dataframe(shown, key=f"{PAGE}_evidence_{video}", hide_index=True,
+                 column_config={"score": st.column_config.NumberColumn(format="%.3f"),
+                                "true score": st.column_config.NumberColumn(format="%.3f"),
+                                "cosine": st.column_config.NumberColumn(format="%.3f"),
+                                "true rank": st.column_config.NumberColumn(format="%d")})
+
+
+def _identity_modalities(spec, rs: oof.OutOfFold, truth: dict[str, int], identity: int) -> None:
+    """Per modality over the identity's ground-truth videos: how often it alone is right."""
+    scored = set(rs.names[rs.scored].tolist())
+    videos = sorted(v for v, i in truth.items() if i == identity and v in scored)[:200]
+    if not videos or not _multimodal(spec):
+        return
+    from core.runs.evidence import modality_agreement
+
+    st.markdown("**What each modality says about its videos** (each modality alone: the "
+                "identity its nearest labelled videos point to)")
+    try:
+        ev = modal_cache.modality_evidence(spec, videos)
+    except data.USER_ERRORS as exc:
+        st.warning(f"Not available: {data.friendly_error(exc)}")
+        return
+    st.dataframe(modality_agreement(ev), key=f"{PAGE}_identity_modalities", hide_index=True,
+                 column_config={"share": st.column_config.ProgressColumn(
+                     format="%.2f", min_value=0.0, max_value=1.0),
+                     "mean weight": st.column_config.NumberColumn(format="%.2f")})
+
+
+def _face_condition_section(spec, rs: oof.OutOfFold, truth: dict[str, int], run_dir: str,
+                            run_name: str) -> None:
+    """Filter the run's labelled videos to those without a face or with a low-quality one."""
+    from core.runs.evidence import DEFAULT_LOW_FACE_QUALITY, condition_outcomes
+
+    if spec is None or not _multimodal(spec):
+        return
+    st.subheader("Videos without a usable face")
+    used = run_data.run_config(run_dir).get("modalities") or ["face"]
+    st.session_state.setdefault(K_FACE_FILTER, "no face")
+    st.session_state.setdefault(K_LOW_QUALITY, DEFAULT_LOW_FACE_QUALITY)
+    c1, c2 = st.columns([2, 2])
+    which = c1.radio("Show", ["no face", "low-quality face"], key=K_FACE_FILTER, horizontal=True)
+    low = c2.number_input("Low quality: pooled face quality below", key=K_LOW_QUALITY,
+                          min_value=-100.0, max_value=300.0, step=5.0)
+    st.caption(f"**No face**: the video has no face frame, only head / body / audio. "
+               f"**Low-quality face**: it has face frames but their pooled face quality (the "
+               f"mean quality score of its frames) is below {low:g}. Run {run_name} used "
+               f"{', '.join(used)}.")
+    try:
+        cond = modal_cache.face_conditions(spec, low)
+    except data.USER_ERRORS as exc:
+        st.warning(f"Not available: {data.friendly_error(exc)}")
+        return
+    videos = cond.index[cond["condition"] == which].tolist()
+    table = condition_outcomes(rs, truth, videos)
+    table = table[table["true identity"] > 0]
+    if table.empty:
+        st.caption(f"The run scored no labelled video with {which}.")
+        return
+    table = table.join(cond[["face quality", "modalities"]], on="video")
+    m = st.columns(3)
+    m[0].metric(f"labelled videos, {which}", len(table))
+    m[1].metric("top-1 correct", f"{int(table['correct'].sum())} of {len(table)}")
+    m[2].metric("in their identity's top 100", int(table["rank in own line"].notna().sum()),
+                help="Ranked at all for their own identity: a face-only run cannot rank a "
+                     "faceless video")
+    table = table.sort_values(["correct", "rank in own line"], na_position="first", kind="stable")
+    event = st.dataframe(table, key=f"{PAGE}_face_table", hide_index=True, on_select="rerun",
+                         selection_mode="single-row", height=min(360, 38 + 35 * len(table)),
+                         column_config={"score": st.column_config.NumberColumn(format="%.3f"),
+                                        "rank in own line": st.column_config.NumberColumn(format="%d")})
+    rows = event.selection.rows if event is not None else []
+    video = table["video"].iloc[rows[0]] if rows and rows[0] < len(table) else table["video"].iloc[0]
+    st.markdown(f"**What each modality says about {video}** (alone: KNN score of its nearest "
+                f"labelled videos holding that modality; weight: its share in the late fusion)")
+    _evidence_table(spec, video)
+    st.page_link(REVIEW_PAGE, label=f"Open {video} in Video review", icon=":material/movie:",
+                 query_params={"video": video, "run": run_name})
+
+
 def _capped(counts: pd.DataFrame) -> pd.DataFrame:
     """The biggest ``MAX_BARS - 1`` rows of a (label, kind, videos) table, the rest summed."""
     if len(counts) <= MAX_BARS:
@@ -228,6 +331,8 @@ def _identity_section(spec, rs: oof.OutOfFold, truth: dict[str, int], ap: pd.Dat
             else:
                 st.caption("Choose a clustering on the Noise clusters page to see which noise "
                            "clusters the distractors come from.")
+    if spec is not None:
+        _identity_modalities(spec, rs, truth, identity)
 
 
 st.title("Errors")
@@ -302,4 +407,5 @@ with right:
                        key=f"{PAGE}_download_ap", icon=":material/download:")
 
 _identity_section(spec, rs, truth, ap, run["path"], run["name"])
+_face_condition_section(spec, rs, truth, run["path"], run["name"])
 _label_issues_section(run["path"], run["name"])

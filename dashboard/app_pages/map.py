@@ -18,11 +18,11 @@ import streamlit as st
 from dashboard import charts
 from dashboard.cache import datasets as data
 from dashboard.cache import runs as run_data
-from dashboard.cache import map as map_cache, noise as noise_cache
+from dashboard.cache import map as map_cache, modal as modal_cache, noise as noise_cache
 
 st.title("Map")
-st.caption("Each dot is a video, placed so that videos with similar pooled face vectors sit "
-           "close together. Recurring distractors form tight islands (the noise clusters); "
+st.caption("Each dot is a video, placed so that videos with similar pooled vectors (faces, "
+           "or the modality it is drawn from) sit close together. Recurring distractors form tight islands (the noise clusters); "
            "a distractor island inside an identity's region is worth a look. Box- or "
            "lasso-select dots to list them.")
 
@@ -41,12 +41,40 @@ st.session_state.setdefault("map_method", "umap")
 st.session_state.setdefault("map_n_neighbors", 15)
 st.session_state.setdefault("map_min_dist", 0.1)
 
+try:
+    sources = modal_cache.map_sources(spec)
+except data.USER_ERRORS as exc:
+    st.warning(f"Cannot read the other modalities: {data.friendly_error(exc)}")
+    sources = ["face"]
+if st.session_state.get("map_source") not in sources:
+    st.session_state["map_source"] = "face"
+
 c1, c2, c3 = st.columns([2, 2, 1])
 subset_label = c1.radio("Show", list(SUBSETS), key="map_subset", persist_state="session", horizontal=True)
 subset = SUBSETS[subset_label]
 color_by = None
+source = "face"
 if subset == "all":
     color_by = c2.selectbox("Colour by", COLOR_BY, key="map_color", persist_state="session")
+    if len(sources) > 1:
+        source = c2.selectbox(
+            "Drawn from", sources, key="map_source",
+            format_func=lambda m: "all modalities side by side" if m == modal_cache.FUSED_SOURCE
+            else f"{m} features",
+            help="The pooled vectors placed on the map. Only modalities present in the data "
+                 "are offered; 'all modalities side by side' concatenates each video's unit "
+                 "blocks weighted as in the late fusion (face 1, head 0.5, body 0.25, audio 0.5), "
+                 "so faceless videos are drawn too.")
+if source != "face":
+    try:
+        lv = modal_cache.modal_dataset(spec)  # rows of the map index this dataset
+    except data.USER_ERRORS as exc:
+        st.error(f"{spec.name}: {data.friendly_error(exc)}")
+        st.stop()
+    st.caption(f"Drawn from {'every modality side by side' if source == modal_cache.FUSED_SOURCE else source + ' features'}: "
+               "videos lacking it are left out.")
+elif len(sources) > 1 and subset == "noise":
+    st.caption("Noise clusters are found on faces, so this map is drawn from faces.")
 method = c3.selectbox("Layout", ["umap", "pca"], key="map_method", persist_state="session",
                       format_func=lambda m: {"umap": "UMAP", "pca": "PCA (fast, linear)"}[m])
 with st.expander("Map parameters"):
@@ -134,7 +162,8 @@ def _progress(fraction: float, message: str) -> None:
 try:
     rows, xy, total = map_cache.projection(spec, subset, method=method, n_neighbors=n_neighbors,
                                       min_dist=min_dist, seed=0,
-                                      max_points=map_cache.MAX_MAP_POINTS, progress=_progress)
+                                      max_points=map_cache.MAX_MAP_POINTS, progress=_progress,
+                                      source=source)
 except data.USER_ERRORS as exc:
     st.error(data.friendly_error(exc))
     st.stop()

@@ -50,7 +50,7 @@ EPS_GRID = noise_cache.eps_grid(EPS_MAX)
 KDIST_POINTS = 400
 
 # Per-dataset defaults: min_samples 2 (as the original) and the eps giving the most
-# clusters at or below the knee of the k-distance curve (noise_cache.choose_eps).
+# clusters at or below the knee of the k-distance curve, before a merge (noise_cache.choose_eps).
 if st.session_state.get("noise_for") != spec.root:
     st.session_state["noise_for"] = spec.root
     st.session_state["noise_eps"] = noise_cache.default_eps(spec, 2)
@@ -74,7 +74,7 @@ def clustering() -> None:
                     help="Two distractors closer than eps are neighbours. The original "
                          "solution used 1.2 on its features. The default here is the eps "
                          "with the most clusters at or below the knee of the k-distance "
-                         "curve.")
+                         "curve, stepped back where the largest cluster doubles (a merge).")
     min_samples = c2.slider("min_samples", 2, MIN_SAMPLES_MAX, key="noise_min_samples", persist_state="session",
                             help="Neighbours (itself included) a video needs to be a core "
                                  "point of a cluster")
@@ -116,7 +116,7 @@ def clustering() -> None:
                    f"(itself counted), sorted. Points under the red eps line are core points. "
                    f"The knee (dashed, {knee:.2f}) is where distances start to climb; the "
                    f"default eps is where the sweep below finds the most clusters, at or "
-                   f"below the knee.")
+                   f"below the knee, before a step that doubles the largest cluster.")
     with c2:
         st.plotly_chart(charts.cluster_size_figure(labels).update_layout(uirevision=spec.root),
                         key="noise_fig_sizes")

@@ -13,6 +13,7 @@ import streamlit as st
 from core.paths import cache_root
 from core.progress import ProgressFn
 from dashboard.cache.datasets import load_dataset, noise_rows
+from dashboard.cache.modal import source_vectors
 from dashboard.dataset_spec import DatasetSpec, files_fingerprint
 
 #: Beyond this many points the map shows a seeded random sample.
@@ -21,8 +22,12 @@ MAX_MAP_POINTS = 100_000
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _map_rows_cached(spec: DatasetSpec, fingerprint: tuple, subset: str,
-                     max_points: int) -> tuple[np.ndarray, int]:
-    if subset == "noise":
+                     max_points: int, source: str = "face") -> tuple[np.ndarray, int]:
+    if source != "face":
+        if subset != "all":
+            raise ValueError(f"the {subset!r} map is drawn from faces only, not {source!r}")
+        rows = source_vectors(spec, source)[0]
+    elif subset == "noise":
         rows = noise_rows(spec)
     elif subset == "all":
         rows = np.arange(len(load_dataset(spec).names))
@@ -35,10 +40,15 @@ def _map_rows_cached(spec: DatasetSpec, fingerprint: tuple, subset: str,
     return rows, total
 
 
-def map_rows(spec: DatasetSpec, subset: str, max_points: int = MAX_MAP_POINTS
-             ) -> tuple[np.ndarray, int]:
-    """Rows of ``load_dataset(spec)`` drawn on the map, and how many there were in all."""
-    return _map_rows_cached(spec, files_fingerprint(spec), subset, int(max_points))
+def map_rows(spec: DatasetSpec, subset: str, max_points: int = MAX_MAP_POINTS, *,
+             source: str = "face") -> tuple[np.ndarray, int]:
+    """Rows drawn on the map, and how many there were in all.
+
+    Rows of ``load_dataset(spec)`` for ``source="face"``; for another modality or
+    ``"fused"`` (every video, then only with ``subset="all"``), rows of
+    :func:`dashboard.cache.modal.modal_dataset` holding it.
+    """
+    return _map_rows_cached(spec, files_fingerprint(spec), subset, int(max_points), source)
 
 
 @st.cache_resource(show_spinner=False)
@@ -54,8 +64,12 @@ _KEY_LOCKS: dict[tuple, threading.Lock] = {}
 
 def projection(spec: DatasetSpec, subset: str, *, method: str = "umap", n_neighbors: int = 15,
                min_dist: float = 0.1, seed: int = 0, max_points: int = MAX_MAP_POINTS,
-               progress: ProgressFn | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+               progress: ProgressFn | None = None, source: str = "face"
+               ) -> tuple[np.ndarray, np.ndarray, int]:
     """2-d map of the ``subset`` ("noise" or "all") videos: ``(rows, xy, total)``.
+
+    ``source``: the pooled vectors drawn (``face``, ``head``, ``body``, ``audio`` or
+    ``fused``, :func:`dashboard.cache.modal.map_sources`); rows as in :func:`map_rows`.
 
     Held in memory once computed and on disk by ``core.features.projection`` (keyed by the data
     and parameters), so only the first request for a map pays; ``progress`` is called
@@ -63,9 +77,9 @@ def projection(spec: DatasetSpec, subset: str, *, method: str = "umap", n_neighb
     """
     from core.features.projection import compute_projection
 
-    rows, total = map_rows(spec, subset, max_points)
+    rows, total = map_rows(spec, subset, max_points, source=source)
     key = (spec, files_fingerprint(spec), subset, int(max_points), method, int(n_neighbors),
-           round(float(min_dist), 6), int(seed))
+           round(float(min_dist), 6), int(seed), source)
     memo = _projection_memo()
     with _MEMO_LOCK:
         xy = memo.get(key)
@@ -76,7 +90,11 @@ def projection(spec: DatasetSpec, subset: str, *, method: str = "umap", n_neighb
             with _MEMO_LOCK:
                 xy = memo.get(key)
             if xy is None:
-                X = np.asarray(load_dataset(spec).X)[rows]
+                if source == "face":
+                    X = np.asarray(load_dataset(spec).X)[rows]
+                else:
+                    src_rows, src_X = source_vectors(spec, source)
+                    X = src_X[np.searchsorted(src_rows, rows)]
                 # UMAP reports progress from inside tqdm's display, under tqdm's global
                 # write lock, which tqdm releases without try/finally: an exception from
                 # the callback (Streamlit's rerun/stop when the user leaves the page)

@@ -368,8 +368,18 @@ def _pulling_cached(run_dir: str, fold: int, spec_key: tuple, video: str) -> pd.
     from core.runs.explain import pulling_classes
     from dashboard.cache import datasets as data
 
-    lv = data.load_dataset(spec_key[0])
-    return pulling_classes(run_dir, np.asarray(lv.X)[_row_in(lv, video)], fold)
+    from dashboard.cache.modal import modal_dataset
+
+    spec = spec_key[0]
+    lv = data.load_dataset(spec)
+    face = np.flatnonzero(np.asarray(lv.names) == video)
+    pooled = np.asarray(lv.X)[int(face[0])] if face.size else None
+    mlv = modal_dataset(spec)
+    hit = np.flatnonzero(np.asarray(mlv.names) == video) if mlv is not None else np.zeros(0, int)
+    modal = mlv.modal.select(hit[:1]) if hit.size else None
+    if pooled is None and modal is None:
+        _row_in(lv, video)  # the one error for a video the dataset lacks
+    return pulling_classes(run_dir, pooled, fold, modal=modal)
 
 
 def pulling_classes_for(spec, run_dir: str | os.PathLike, video: str, fold: int | None) -> pd.DataFrame | None:
