@@ -142,6 +142,34 @@ def test_cancel_then_resume_under_ray(ray_backend, local_run: Path, tiny_demo: P
     _assert_same_result(local_run, run.path)
 
 
+def test_local_cut_mid_fold_resumes_under_ray(ray_backend, local_run: Path, tmp_path: Path):
+    """A local run cancelled inside fold 1 (its mid-fold state on disk) resumed on Ray:
+    that fold continues on the driver from its state, the rest on Ray; same result."""
+    from core.features import dataset
+    from core.learn import TrainConfig, fit
+
+    cfg_doc = Run.open(local_run).config()
+    config = TrainConfig.from_dict(cfg_doc)
+    data = dataset.concat([dataset.open_split(e["feats"], e["gt"], split=e["split"])
+                           for e in cfg_doc["data"]])
+    run = Run.create(tmp_path / "cut", cfg_doc)
+
+    def cancel_in_fold_1(fraction: float, message: str = "") -> None:
+        if message.startswith("fold 2/2 epoch 1/"):
+            run.request_cancel()
+
+    assert fit(config, data, run, progress=cancel_in_fold_1)["state"] == "cancelled"
+    assert run.completed_folds() == [0] and run.partial_info()["fold"] == 1
+    resumed = Run.resume(run.path)
+    messages = []
+    fit(config, data, resumed, backend=ray_backend, resume=True,
+        progress=lambda f, m="": messages.append(m))
+    assert any("continues at epoch 2/2" in m for m in messages)
+    _assert_same_result(local_run, run.path)
+    rows = resumed.metrics()
+    assert sorted(zip(rows["fold"], rows["epoch"])) == [(k, e) for k in (0, 1, 2) for e in (0, 1)]
+
+
 def test_unreachable_address_is_one_line_before_a_run_exists(tiny_demo: Path, tmp_path: Path, capsys):
     _ray_or_skip()
     address = f"127.0.0.1:{_closed_port()}"

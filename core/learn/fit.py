@@ -319,10 +319,12 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
             on_done=run.save_fold)
 
     # Networks trained by a backend (every pending fold at once), reused by the loops below.
+    # A network cut short by a local session (its mid-fold state on disk) continues here.
     remote: dict[int, dict] = {}
+    mid = (run.partial_info() or {}).get("fold") if resume else None
     if backend is not None and method.trains_network:
-        remote = remote_networks([k for k in range(config.folds) if k not in done], config.epochs,
-                                 len(done & set(range(config.folds))) * config.epochs)
+        remote = remote_networks([k for k in range(config.folds) if k not in done and k != mid],
+                                 config.epochs, len(done & set(range(config.folds))) * config.epochs)
 
     for k in range(config.folds):
         tr_lab, val_rows, val_gt = fold_split(p, k, config.folds)
@@ -367,7 +369,7 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
     refit_epochs = epochs_from_folds(best_epochs, config.epochs) if refit_planned else 0
     refits = [config.folds + j for j in range(refit_planned)]
     if backend is not None and refits:
-        remote.update(remote_networks([k for k in refits if k not in done], refit_epochs,
+        remote.update(remote_networks([k for k in refits if k not in done and k != mid], refit_epochs,
                                       config.folds * config.epochs + len(done & set(refits)) * refit_epochs))
     for j in range(refit_planned):
         k = config.folds + j
