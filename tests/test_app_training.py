@@ -48,6 +48,10 @@ def test_page_renders_with_no_runs(env):
     assert any("Defaults chosen across a family" in c.value for c in at.caption)
     assert at.number_input(key="training_refit").value == 2
     assert at.number_input(key="training_batch").value == 0  # 0 = automatic
+    # where the networks train: the backend table, local by default (off without Ray)
+    assert at.selectbox(key="training_backend").options == ["local", "ray"]
+    assert at.selectbox(key="training_backend").value == "local"
+    assert at.text_input(key="training_ray_address").value == ""
 
 
 def test_launch_kill_resume(env):

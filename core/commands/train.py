@@ -27,16 +27,17 @@ _OPTIONS = {
     "min_samples": "min_samples", "seed": "seed", "batch_size": "batch_size", "lr": "lr",
     "ensemble": "ensemble", "weighting": "weighting", "min_quality": "min_quality",
     "min_det": "min_det", "knn_k": "knn_k", "knn_agg": "knn_agg", "device": "device",
-    "refit": "refit", "fusion": "fusion", "head_sample": "head_sample",
+    "refit": "refit", "fusion": "fusion", "head_sample": "head_sample", "threads": "threads",
 }
-# Options that may change when resuming (they do not change the result).
-_RESUME_FREE = ("device",)
+# Options that may change when resuming (core.learn.fit checks the others per fold).
+_RESUME_FREE = ("device", "threads")
 
 
 def register(subparsers) -> None:
     from core.learn.config import (
         TrainConfig,  # light (no torch): the defaults shown in --help
     )
+    from core.learn.backends import BACKENDS, backend_names
     from core.learn.methods import method_names
 
     D = TrainConfig()
@@ -86,7 +87,20 @@ def register(subparsers) -> None:
     g.add_argument("--fusion", choices=("gated", "concat"), default=None,
                    help=f"how modalities are combined by the network ({D.fusion})")
     g.add_argument("--device", default=None, help=f"auto (CUDA when present), cpu, cuda[:N] ({D.device})")
+    g.add_argument("--threads", type=bounded_int(4096), default=None, metavar="T",
+                   help="torch CPU threads per network (default: all cores for --backend local, "
+                        "1 per Ray task). The same seed and threads give byte-identical "
+                        "checkpoints on either backend; CPU matrix products split over another "
+                        "number of threads may round differently")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    b = p.add_argument_group("where the networks train")
+    b.add_argument("--backend", choices=backend_names(), default=None,
+                   help="; ".join(f"{k}: {v}" for k, v in BACKENDS.items())
+                        + " (default local; a resumed run keeps its own unless given)")
+    b.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="with --backend ray: the cluster's head (HOST:PORT, ray://HOST:PORT or "
+                        "auto); default: a local Ray instance started for the run. This process "
+                        "stays the driver: it reads the data and writes the run directory")
     p.set_defaults(func=run)
 
 
@@ -187,6 +201,8 @@ def _plan_new_run(args: argparse.Namespace):
     cfg, args.modalities_note = _with_modalities(cfg, args.modalities, entries)
     doc = cfg.to_dict()
     doc["data"] = entries
+    args.backend_choice = _backend_choice(args, None)
+    doc.update(args.backend_choice)
     if args.out is None:
         path = runs.new_run_dir(runs.default_runs_root(), cfg.method)
     else:
@@ -269,11 +285,30 @@ def _resume_run(args: argparse.Namespace):
     entries = stored.get("data")
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{existing.path}/config.json: no 'data' entries; cannot resume")
+    args.backend_choice = _backend_choice(args, stored)
     _check_unchanged(entries, existing.path)
     cfg = TrainConfig.from_dict({**stored, **{k: v for k, v in _overrides(args).items() if k in _RESUME_FREE}})
     _check_device(cfg.device)
     run = runs.Run.resume(target)  # refuses complete / live runs, cleans partial files
     return run, cfg, entries
+
+
+def _backend_choice(args: argparse.Namespace, stored: dict | None) -> dict:
+    """``{"backend": ...[, "ray_address": ...]}`` of this run, checked (Ray importable, the
+    address answering). A resumed run keeps the backend it was started with unless
+    ``--backend`` is given: the backend never changes the result."""
+    from core.learn.backends import check_backend
+
+    stored = stored or {}
+    name = args.backend or stored.get("backend", "local")
+    address = args.ray_address
+    if address is None and args.backend is None and name == "ray":
+        address = stored.get("ray_address")
+    check_backend(name, address)
+    choice = {"backend": name}
+    if address:
+        choice["ray_address"] = address
+    return choice
 
 
 def _stored_noise_labels(run_, data):
@@ -352,12 +387,19 @@ def run(args: argparse.Namespace) -> int:
             data = _load_data(entries, cfg.to_dict(), _beating(run_, bar, phase="loading data"))
             if close:
                 close()
-        bar, close = (null_progress, None) if args.quiet else tqdm_progress(f"train {cfg.method}")
         from core import learn as train
+        from core.learn.backends import open_backend
 
-        summary = train.fit(cfg, data, run_, progress=_beating(run_, bar, lines=not args.quiet),
-                            resume=resume,
-                            noise_labels=_stored_noise_labels(run_, data))
+        choice = args.backend_choice
+        # this session's backend (a resumed run may change it; config.json keeps the first)
+        run_.set_status(backend=choice["backend"], ray_address=choice.get("ray_address"))
+        with open_backend(choice["backend"], choice.get("ray_address")) as backend:
+            if main_thread:  # ray.init puts in its own SIGTERM handler (exit 15): ours again
+                signal.signal(signal.SIGTERM, on_sigterm)
+            bar, close = (null_progress, None) if args.quiet else tqdm_progress(f"train {cfg.method}")
+            summary = train.fit(cfg, data, run_, progress=_beating(run_, bar, lines=not args.quiet),
+                                resume=resume, backend=backend,
+                                noise_labels=_stored_noise_labels(run_, data))
     except KeyboardInterrupt:
         if run_.state == "running":
             run_.interrupt("interrupted (Ctrl-C); resume to finish")

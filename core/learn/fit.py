@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -10,14 +11,14 @@ import numpy as np
 
 from core.learn.ensemble import TopPerIdentity, top_k_per_row
 from core.errors import DataError
-from core.learn.noise_labels import compact_clusters, noise_targets, random_shadow_labels
 from core.cluster.clusterers import cluster_distractors
-from core.learn.config import (TrainConfig, TrainingCancelled, auto_batch_size, fold_seed,
+from core.learn.config import (TrainConfig, TrainingCancelled, fold_seed,
                                resolve_device)
-from core.learn.scoring import frame_rows_of, pool_opts, score_views, view_stack
+from core.learn.scoring import frame_rows_of, score_views, view_stack
 from core.learn.folds import random_folds, stratified_folds
 from core.learn import fusion
 from core.learn.methods import fold_progress, get_method
+from core.learn.network import build_checkpoint, fold_split, train_network
 
 ProgressFn = Callable[[float, str], None]
 
@@ -92,44 +93,6 @@ def _prepare(config: TrainConfig, data, noise_labels: np.ndarray | None) -> _Pre
                      noise_rows, clusters, noise_eps)
 
 
-def _noise_training_set(config: TrainConfig, p: _Prepared, k: int, rng: np.random.Generator):
-    """(X, y, dynamic, K) of the fold's training distractors (plus augmentation)."""
-    C = len(p.identity_ids)
-    in_train = p.fold[p.noise_rows] != k
-    rows = p.noise_rows[in_train]
-    cl, K = compact_clusters(p.clusters[in_train])
-    y, dynamic = noise_targets(cl, C)
-    y[dynamic] = random_shadow_labels(int(dynamic.sum()), C, K, rng=rng)
-    X = p.X[rows]
-    # augmentation joins and cuts face frames: distractors without a face take no part
-    framed = rows if p.frames is None or not fusion.is_multimodal(config) else \
-        rows[np.diff(np.asarray(p.frames.offsets))[p.frame_rows[rows]] > 0]
-    if config.augment and p.frames is not None and len(framed) >= 2:
-        from core.features.pooling import augment_noise
-
-        n_default = max(1, len(rows) // 4)
-        n_join = n_default if config.n_join is None else config.n_join
-        n_cut = n_default if config.n_cut is None else config.n_cut
-        X_aug, sources = augment_noise(p.frames, p.frame_rows[framed], rng=rng, n_join=n_join,
-                                       n_cut=n_cut, **pool_opts(config))
-        X_aug = fusion.widen_face_rows(config, X_aug)
-        if len(sources):
-            # A cut piece shows the same person as its source: inherit a cluster class.
-            label_of = {str(p.names[r]): (int(t), bool(d)) for r, t, d in zip(rows, y, dynamic)}
-            y_aug = np.empty(len(sources), dtype=np.int64)
-            dyn_aug = np.ones(len(sources), dtype=bool)
-            for i, src in enumerate(sources):
-                if src.startswith("cut:"):
-                    t, d = label_of.get(src[4:src.rindex("[")], (-1, True))
-                    if not d:
-                        y_aug[i], dyn_aug[i] = t, False
-            y_aug[dyn_aug] = random_shadow_labels(int(dyn_aug.sum()), C, K, rng=rng)
-            X = np.concatenate([X, X_aug])
-            y = np.concatenate([y, y_aug])
-            dynamic = np.concatenate([dynamic, dyn_aug])
-    return X, y, dynamic, K
-
-
 def epochs_from_folds(best_epochs: list[int], max_epochs: int) -> int:
     """Epochs of a refit on every video: the folds' median best epoch count.
 
@@ -143,12 +106,6 @@ def epochs_from_folds(best_epochs: list[int], max_epochs: int) -> int:
     if not best_epochs:
         return max_epochs
     return int(min(max_epochs, max(1, round(float(np.median(best_epochs)) + 1))))
-
-
-def _checkpoint(config: TrainConfig, k: int, state_dict: dict, best_epoch: int, val_map: float,
-                meta: dict) -> dict:
-    return {"config": config.to_dict(), "state_dict": state_dict, "fold": k,
-            "best_epoch": int(best_epoch), "val_map": float(val_map), "meta": meta}
 
 
 def _check_resumable(config: TrainConfig, payload: dict, k: int, run) -> None:
@@ -214,8 +171,14 @@ def _partial_mismatch(state: dict, meta: dict, epochs: int) -> str:
     return ""
 
 
+def _phase(config: TrainConfig, k: int, epochs: int, refits: int) -> str:
+    if k < config.folds:
+        return f"fold {k + 1}/{config.folds}"
+    return f"refit {k - config.folds + 1}/{refits} ({epochs} epochs)"
+
+
 def fit(config: TrainConfig, data, run, *, progress: ProgressFn | None = None,
-        resume: bool = False, noise_labels: np.ndarray | None = None) -> dict:
+        resume: bool = False, noise_labels: np.ndarray | None = None, backend=None) -> dict:
     """Train ``config.folds`` cross-validated models of ``data`` into ``run``.
 
     Parameters
@@ -230,6 +193,9 @@ def fit(config: TrainConfig, data, run, *, progress: ProgressFn | None = None,
         after every epoch) at its next epoch, with the result of an uninterrupted run
     noise_labels : DBSCAN labels of the distractors (one per distractor in row order,
         or one per video) to use instead of clustering inside ``fit``
+    backend : None (train every network here, one after the other) or an open backend of
+        :func:`core.learn.backends.open_backend` (e.g. Ray: the folds at once, then the
+        refits); the run store is written here either way, with the same results
 
     Returns
     -------
@@ -257,7 +223,7 @@ def fit(config: TrainConfig, data, run, *, progress: ProgressFn | None = None,
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
-        return _fit(config, data, run, report, resume, noise_labels)
+        return _fit(config, data, run, report, resume, noise_labels, backend)
     except TrainingCancelled as exc:
         run.mark_cancelled(str(exc))
         # the share of work actually done (the run table must not read 100 %)
@@ -276,12 +242,10 @@ def fit(config: TrainConfig, data, run, *, progress: ProgressFn | None = None,
 
 
 def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
-         noise_labels: np.ndarray | None) -> dict:
-    import torch
-
+         noise_labels: np.ndarray | None, backend=None) -> dict:
     from core.learn.metrics import per_identity_ap
-    from core.learn.model import ModelConfig, model_from_checkpoint
-    from core.learn.loop import FoldData, train_fold, validation_map
+    from core.learn.model import model_from_checkpoint
+    from core.learn.loop import validation_map
 
     t_start = time.perf_counter()
     device = resolve_device(config.device)
@@ -310,72 +274,61 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
     refit_planned = config.refit if method.trains_network else 0
     n_steps = (config.folds + refit_planned) * (config.epochs if method.trains_network else 1)
 
-    def network(k: int, tr_lab: np.ndarray, val_rows: np.ndarray, val_gt: dict, epochs: int,
-                step0: int, phase: str) -> dict:
-        """Train fold (or refit) ``k``'s network, save it and return its payload."""
-        seed = fold_seed(config.seed, k)
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        X_tr, y_tr, dyn = p.X[tr_lab], p.class_of[tr_lab], np.zeros(len(tr_lab), bool)
-        K = 0
-        if method.noise_classes:
-            Xn, yn, dn, K = _noise_training_set(config, p, k, rng)
-            X_tr, y_tr, dyn = (np.concatenate([X_tr, Xn]), np.concatenate([y_tr, yn]),
-                               np.concatenate([dyn, dn]))
-        n_classes = method.n_classes(C, K)
-        mc = ModelConfig(in_dim=p.X.shape[1], emb_dim=config.emb_dim, n_classes=n_classes,
-                         s=config.s, m=config.m, batch_norm=config.batch_norm,
-                         dropout=config.dropout, head_init=config.head_init,
-                         head_sample=config.head_sample,
-                         **fusion.model_options(config))
-        fd = FoldData(X=torch.as_tensor(X_tr, device=device), y=y_tr, dynamic=dyn,
-                      n_identities=C, n_clusters=K, n_classes=n_classes,
-                      X_val=torch.as_tensor(p.X[val_rows], device=device),
-                      val_names=p.names[val_rows], val_gt=val_gt, identity_ids=p.identity_ids)
-        t_fold = time.perf_counter()
+    def record_epoch(k: int, row: dict, step: int, epochs: int, phase: str) -> None:
+        run.append_metric({"fold": k, **row})
+        run.heartbeat(0.95 * min(1.0, step / n_steps), phase)
+        val = "" if np.isnan(row["val_map"]) else f" val mAP {row['val_map']:.4f}"
+        report(0.95 * min(1.0, step / n_steps),
+               f"{phase} epoch {row['epoch'] + 1}/{epochs} loss {row['loss']:.3f}{val}")
 
-        def on_epoch(row: dict) -> None:
-            step = step0 + row["epoch"] + 1
-            run.append_metric({"fold": k, **row})
-            run.heartbeat(0.95 * min(1.0, step / n_steps), phase)
-            val = "" if np.isnan(row["val_map"]) else f" val mAP {row['val_map']:.4f}"
-            report(0.95 * min(1.0, step / n_steps),
-                   f"{phase} epoch {row['epoch'] + 1}/{epochs} loss {row['loss']:.3f}{val}")
-
-        batch = config.batch_size or auto_batch_size(len(X_tr))
-        refit = k >= config.folds
-        meta = {"method": config.method, "model_config": mc.to_dict(),
-                "identity_ids": p.identity_ids.tolist(), "n_clusters": K,
-                "n_train": int(len(X_tr)), "n_dynamic": int(dyn.sum()), "refit": refit,
-                "batch_size": batch}
+    def network(k: int, epochs: int, step0: int, phase: str) -> dict:
+        """Train fold (or refit) ``k``'s network here, save it and return its payload;
+        on resume it continues from the fold's mid-fold state, after every epoch it
+        saves one."""
         fraction = 0.95 * min(1.0, step0 / n_steps)
-        start = _partial_state(config, run, k, meta, epochs, report, fraction) if resume else None
-        if start is not None:
-            report(0.95 * min(1.0, (step0 + start["epochs_done"]) / n_steps),
-                   f"{phase}: continues at epoch {start['epochs_done'] + 1}/{epochs} (resume)")
 
-        def on_state(state: dict) -> None:
-            run.save_partial(k, {"config": config.to_dict(), "meta": meta, **state})
+        def start_from(meta: dict) -> dict | None:
+            start = _partial_state(config, run, k, meta, epochs, report, fraction) if resume else None
+            if start is not None:
+                report(0.95 * min(1.0, (step0 + start["epochs_done"]) / n_steps),
+                       f"{phase}: continues at epoch {start['epochs_done'] + 1}/{epochs} (resume)")
+            return start
 
-        res = train_fold(fd, model_config=mc, epochs=epochs, batch_size=batch,
-                         lr=config.lr, weight_decay=config.weight_decay,
-                         shadow_weights=(config.shadow_weight_start, config.shadow_weight_end),
-                         score_s=config.score_s, seed=seed, rng=rng, on_epoch=on_epoch,
-                         should_stop=run.cancel_requested, on_state=on_state, resume_from=start)
-        payload = _checkpoint(config, k, res.state_dict, res.best_epoch, res.val_map, meta)
-        run.save_fold(k, payload, {"val_map": res.val_map, "best_epoch": res.best_epoch,
-                                   "seconds": round(time.perf_counter() - t_fold, 3),
-                                   "n_clusters": K, "refit": refit})
+        payload, info = train_network(
+            config, p, k, epochs, device=device, should_stop=run.cancel_requested,
+            on_epoch=lambda row: record_epoch(k, row, step0 + row["epoch"] + 1, epochs, phase),
+            start_from=start_from,
+            on_state=lambda meta, state: run.save_partial(k, {"config": config.to_dict(),
+                                                              "meta": meta, **state}))
+        run.save_fold(k, payload, info)
         return payload
 
+    def remote_networks(ks: list[int], epochs: int, step0: int) -> dict[int, dict]:
+        """Train networks ``ks`` at once on ``backend`` (core.learn.backends); the driver,
+        this process, records their epochs as they arrive and saves each one it gets."""
+        steps = itertools.count(step0 + 1)
+
+        def should_stop() -> bool:  # polled while the workers train: the driver is alive
+            run.heartbeat()
+            return run.cancel_requested()
+
+        return backend.train_networks(
+            config, p, ks, epochs, should_stop=should_stop,
+            on_epoch=lambda k, row: record_epoch(k, row, next(steps), epochs,
+                                                 _phase(config, k, epochs, refit_planned)),
+            on_done=run.save_fold)
+
+    # Networks trained by a backend (every pending fold at once), reused by the loops below.
+    # A network cut short by a local session (its mid-fold state on disk) continues here.
+    remote: dict[int, dict] = {}
+    mid = (run.partial_info() or {}).get("fold") if resume else None
+    if backend is not None and method.trains_network:
+        remote = remote_networks([k for k in range(config.folds) if k not in done and k != mid],
+                                 config.epochs, len(done & set(range(config.folds))) * config.epochs)
+
     for k in range(config.folds):
-        val_rows = np.flatnonzero(p.fold == k)
-        lab_val = val_rows[p.ids[val_rows] > 0]
-        val_gt: dict[int, list[str]] = {}
-        for i, name in zip(p.ids[lab_val].tolist(), p.names[lab_val].tolist()):
-            val_gt.setdefault(i, []).append(name)
-        tr_lab = np.flatnonzero((p.ids > 0) & (p.fold != k))
-        phase = f"fold {k + 1}/{config.folds}"
+        tr_lab, val_rows, val_gt = fold_split(p, k, config.folds)
+        phase = _phase(config, k, config.epochs, refit_planned)
         if not method.trains_network:
             knn_ref = (p.X[tr_lab], p.ids[tr_lab], p.identity_ids)
 
@@ -387,12 +340,14 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
             V = p.X[val_rows][None]
             s, _ = score_views(config, None, V, C, device=device, knn_ref=knn_ref)
             vm = validation_map(s, p.names[val_rows], val_gt, p.identity_ids)
-            payload = _checkpoint(config, k, {}, -1, vm, {"method": config.method,
+            payload = build_checkpoint(config, k, {}, -1, vm, {"method": config.method,
                                   "identity_ids": p.identity_ids.tolist(), "n_clusters": 0})
             run.save_fold(k, payload, {"val_map": vm, "best_epoch": -1})
             run.append_metric({"fold": k, "epoch": 0, "loss": float("nan"), "val_map": vm, "time": 0.0})
+        elif k in remote:
+            payload = remote[k]
         else:
-            payload = network(k, tr_lab, val_rows, val_gt, config.epochs, k * config.epochs, phase)
+            payload = network(k, config.epochs, k * config.epochs, phase)
 
         # Out-of-fold scores from the saved fold model (identical on resume).
         model = None
@@ -412,17 +367,19 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
     # Refit: the folds chose how long to train; now train on every video (nothing held
     # out), which matters most when identities have only a handful of videos each.
     refit_epochs = epochs_from_folds(best_epochs, config.epochs) if refit_planned else 0
-    all_lab = np.flatnonzero(p.ids > 0)
-    no_rows = np.zeros(0, dtype=np.int64)
+    refits = [config.folds + j for j in range(refit_planned)]
+    if backend is not None and refits:
+        remote.update(remote_networks([k for k in refits if k not in done and k != mid], refit_epochs,
+                                      config.folds * config.epochs + len(done & set(refits)) * refit_epochs))
     for j in range(refit_planned):
         k = config.folds + j
-        phase = f"refit {j + 1}/{refit_planned} ({refit_epochs} epochs)"
+        phase = _phase(config, k, refit_epochs, refit_planned)
         if k in done:
             _check_resumable(config, run.load_fold(k), k, run)
             report(0.95 * (k + 1) / (config.folds + refit_planned), f"{phase}: loaded (resume)")
             continue
-        network(k, all_lab, no_rows, {}, refit_epochs,
-                config.folds * config.epochs + j * refit_epochs, phase)
+        if k not in remote:
+            network(k, refit_epochs, config.folds * config.epochs + j * refit_epochs, phase)
         if run.cancel_requested() and j < refit_planned - 1:
             raise TrainingCancelled(f"cancelled after refit {j + 1}")
 
@@ -448,6 +405,7 @@ def _fit(config: TrainConfig, data, run, report: ProgressFn, resume: bool,
         "noise_eps": None if np.isnan(p.noise_eps) else round(float(p.noise_eps), 6),
         "refit_models": refit_planned, "refit_epochs": refit_epochs,
         "resumed_folds": sorted(done), "device": device,
+        "backend": "local" if backend is None else backend.name,
         "seconds": round(time.perf_counter() - t_start, 3),
     }
     run.finish(summary)

@@ -42,6 +42,7 @@ _CHILDREN_LOCK = threading.Lock()
 def launch_training(spec_pairs: Sequence[Sequence[str | None]], config: Any,
                     runs_root: str | os.PathLike | None = None, *,
                     noise_labels: dict | None = None,
+                    backend: str = "local", ray_address: str | None = None,
                     python: str | None = None) -> Path:
     """Create a run and start training it in a separate, detached process.
 
@@ -57,6 +58,9 @@ def launch_training(spec_pairs: Sequence[Sequence[str | None]], config: Any,
     noise_labels : dict, optional
         A clustering of the distractors chosen by the user, ``{"names", "labels",
         "eps", "min_samples"}``; it replaces the clustering ``fit`` would compute.
+    backend, ray_address : where the child trains the networks
+        (:mod:`core.learn.backends`: ``"local"`` or ``"ray"``, on the cluster at
+        ``ray_address`` or a local Ray instance); the child writes the run either way
     python : str, optional
         Interpreter for the child (default ``sys.executable``).
 
@@ -70,9 +74,12 @@ def launch_training(spec_pairs: Sequence[Sequence[str | None]], config: Any,
     >>> run_dir = launch_training([("face_train.pickle", "train_gt.txt")],  # doctest: +SKIP
     ...                           {"method": "knn", "folds": 3}, "/tmp/runs")
     """
+    from core.learn.backends import check_backend
     from core.learn.config import TrainConfig  # no torch: cheap to import here
     from core.learn.methods import get_method
 
+    ray_address = ray_address or None
+    check_backend(backend, ray_address)  # before a run directory exists
     cfg = _config_dict(config)
     pairs = _check_pairs(spec_pairs)
     method = get_method(cfg.get("method")).name
@@ -84,6 +91,9 @@ def launch_training(spec_pairs: Sequence[Sequence[str | None]], config: Any,
                 cfg[key] = noise_labels[key]
         cfg["noise_labels"] = "given"
     cfg["data"] = [{"split": s, "feats": f, "gt": g} for s, f, g in pairs]
+    cfg["backend"] = backend
+    if ray_address:
+        cfg["ray_address"] = ray_address
 
     path = runs.new_run_dir(runs_root, method)
     run = runs.Run.create(path, cfg)
@@ -257,9 +267,13 @@ def child_main(run_dir: str, *, resume: bool = False) -> int:
         run.set_status(phase="loading data")
         from core import learn as train
 
+        from core.learn.backends import open_backend
+
         data = _load_data([tuple(p) for p in launch["pairs"]], cfg)
-        summary = train.fit(_train_config(cfg), data, run, progress=_status_progress(run),
-                            resume=resume, noise_labels=_aligned_noise_labels(run, data))
+        with open_backend(cfg.get("backend", "local"), cfg.get("ray_address")) as backend:
+            summary = train.fit(_train_config(cfg), data, run, progress=_status_progress(run),
+                                resume=resume, backend=backend,
+                                noise_labels=_aligned_noise_labels(run, data))
     except KeyboardInterrupt:
         run.interrupt("interrupted")
         return 130

@@ -47,6 +47,25 @@ def _modalities_found(spec: data.DatasetSpec) -> list[str]:
     return [m for m in MODALITIES if all(m in f for f in found)]
 
 
+def _backend_inputs() -> tuple[str, str]:
+    """Backend and Ray address widgets (inside the launch form); off without Ray."""
+    from core.learn.backends import BACKENDS, ray_available
+
+    has_ray = ray_available()
+    d1, d2 = st.columns(2)
+    backend = d1.selectbox("Backend", list(BACKENDS), key=f"{PAGE}_backend", disabled=not has_ray,
+                           help=" ".join(f"{k}: {v}." for k, v in BACKENDS.items()))
+    address = d2.text_input("Ray address (ray backend; empty: a local Ray instance)",
+                            key=f"{PAGE}_ray_address", disabled=not has_ray,
+                            placeholder="HOST:PORT, ray://HOST:PORT or auto",
+                            help="The training process stays the driver: it reads the data "
+                                 "and writes the run; the workers get the data from Ray.")
+    if not has_ray:
+        st.caption("Ray is not installed here (pip install 'vidid[ray]'): training runs locally.")
+        return "local", ""
+    return backend, address
+
+
 def _launch_form(spec: data.DatasetSpec, root: Path) -> None:
     from core.learn.methods import get_method, method_names
 
@@ -100,6 +119,7 @@ def _launch_form(spec: data.DatasetSpec, root: Path) -> None:
                 "Refit networks on every video", 0, 10, int(defaults["refit"]), key=f"{PAGE}_refit",
                 help="trained after the folds for their median best epoch count and ensembled "
                      "with the fold models (0: fold models only)")
+            backend, ray_address = _backend_inputs()
         submitted = st.form_submit_button("Launch training", type="primary", icon=":material/play_arrow:")
     if not submitted:
         return
@@ -128,7 +148,8 @@ def _launch_form(spec: data.DatasetSpec, root: Path) -> None:
     from core.runs.launch import launch_training
 
     try:
-        run_dir = launch_training(pairs, config, root, noise_labels=noise)
+        run_dir = launch_training(pairs, config, root, noise_labels=noise, backend=backend,
+                                  ray_address=ray_address.strip() or None)
     except data.USER_ERRORS as exc:
         st.error(f"Could not launch training: {data.friendly_error(exc)}")
         return
