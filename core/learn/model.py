@@ -144,13 +144,16 @@ class ArcFaceHead(nn.Module):
         """(n, n_classes) cosines between ``emb`` rows and class weights."""
         return F.linear(F.normalize(emb, dim=1), F.normalize(self.weight, dim=1))
 
-    def forward(self, emb: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, emb: torch.Tensor, target: torch.Tensor | None = None,
+                classes: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits over every class, or over ``classes`` (sorted indices; Partial FC) with
+        ``target`` given as positions in ``classes``."""
         # Same values as arcface_logits(self.cosine(emb), ...), cheaper on a wide head:
         # s scales the (n, d) embeddings instead of the (n, n_classes) cosines, the
         # target cosines come from an (n, d) product rather than a gather of the wide
         # matrix, and the margin is written in place (nothing saved the GEMM's output).
         e = F.normalize(emb, dim=1)
-        w = F.normalize(self.weight, dim=1)
+        w = F.normalize(self.weight if classes is None else self.weight[classes], dim=1)
         z = F.linear(self.s * e, w)
         if target is None or self.m == 0.0:
             return z
@@ -221,18 +224,12 @@ class VideoNet(nn.Module):
         target: torch.Tensor | None = None,
         weight: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        emb = self.embedding(x)
+        classes = None
         if target is not None and self.training and self.config.head_sample < 1.0:
             # Partial FC: logits over a sample of the classes, targets renumbered into it
-            idx = sample_classes(target, self.config.n_classes, self.config.head_sample)
-            e, w = F.normalize(emb, dim=1), F.normalize(self.head.weight[idx], dim=1)
-            target = torch.searchsorted(idx, target)
-            z = F.linear(self.head.s * e, w)
-            cos_t = (e * w[target]).sum(dim=1, keepdim=True)
-            logits = z.scatter_(1, target.view(-1, 1),
-                                _margin_target(cos_t, s=self.head.s, m=self.head.m))
-        else:
-            logits = self.head(emb, target)
+            classes = sample_classes(target, self.config.n_classes, self.config.head_sample)
+            target = torch.searchsorted(classes, target)
+        logits = self.head(self.embedding(x), target, classes)
         if target is None:
             return logits, None
         ce = F.cross_entropy(logits, target, reduction="none")
