@@ -32,22 +32,19 @@ def time_steps(share: float, *, classes: int, batch: int, steps: int, device: st
     x = torch.randn(batch, 512, generator=g).to(device)
     # a batch of ~batch distinct classes, as a shuffled epoch over many identities gives
     y = torch.randint(0, classes, (batch,), generator=g).to(device)
-    for _ in range(2):  # warm-up
-        _, loss = net(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        _, loss = net(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / steps
+    def run(n: int) -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            _, loss = net(x, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    run(2)  # warm-up
+    return run(steps) / steps
 
 
 def main(argv: list[str] | None = None) -> None:
