@@ -182,11 +182,7 @@ def frameset_from_videos(videos: dict, *, source: str,
     lengths = np.zeros(len(videos), dtype=np.int64)
     flat: list = []
     for i, (raw, frames) in enumerate(videos.items()):
-        name = checked_name(raw, where)
-        if name in raw_of:
-            raise DataError(f"{where}: videos {raw_of[name]!r} and {raw!r} are the same "
-                            f"video {name!r} once decoded and stripped of '.mp4'")
-        raw_of[name] = raw
+        name = claim_name(raw, where, raw_of)
         if not isinstance(frames, (list, tuple)):
             raise DataError(f"{where}: video {name!r}: frames must be a list, "
                             f"got {type(frames).__name__}")
@@ -226,6 +222,17 @@ def frameset_from_videos(videos: dict, *, source: str,
     report(1.0, "done")
     return FrameSet(names=object_array(names), offsets=offsets, feats=feats,
                     quality=quality, det=det, frame_no=frame_no, bbox=bbox, source=str(source))
+
+
+def claim_name(raw: object, where: str, seen: dict[str, object]) -> str:
+    """:func:`checked_name` of ``raw``, recorded in ``seen`` (name -> raw key); DataError
+    when another key of the same file decodes to the same name."""
+    name = checked_name(raw, where)
+    if name in seen:
+        raise DataError(f"{where}: videos {seen[name]!r} and {raw!r} are the same "
+                        f"video {name!r} once decoded and stripped of '.mp4'")
+    seen[name] = raw
+    return name
 
 
 def checked_name(raw: object, where: str) -> str:
@@ -335,5 +342,5 @@ def _read_npz(path: str | os.PathLike, *, mmap: bool,
     return arrays, meta
 
 
-__all__ = ["DEFAULT_DIM", "MAX_ABS_QUALITY", "NPZ_VERSION", "FrameSet", "frameset_from_videos",
+__all__ = ["DEFAULT_DIM", "MAX_ABS_QUALITY", "NPZ_VERSION", "FrameSet", "claim_name", "frameset_from_videos",
            "frameset_to_videos", "load_frameset", "read_frameset_meta", "save_frameset"]

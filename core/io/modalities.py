@@ -33,7 +33,7 @@ import numpy as np
 from core.errors import DataError
 from core.io.frame_fields import (bbox_column, feature_matrix, frame_number_column,
                                   score_column)
-from core.io.frames import (FrameSet, checked_name, load_frameset, object_array, read_frameset_meta,
+from core.io.frames import (FrameSet, claim_name, load_frameset, object_array, read_frameset_meta,
                             save_frameset)
 from core.io.safe_pickle import load_pickle_safe, require_file
 from core.paths import cache_root
@@ -191,11 +191,7 @@ def modality_frameset(videos: object, modality: str, *, source: str) -> FrameSet
     lengths = np.zeros(len(videos), dtype=np.int64)
     flat: list = []
     for i, (raw, value) in enumerate(videos.items()):
-        name = checked_name(raw, where)
-        if name in seen:
-            raise DataError(f"{where}: videos {seen[name]!r} and {raw!r} are the same "
-                            f"video {name!r} once decoded and stripped of '.mp4'")
-        seen[name] = raw
+        name = claim_name(raw, where, seen)
         names.append(name)
         if modality == "audio":
             if isinstance(value, (list, tuple)) and len(value) == 0:
