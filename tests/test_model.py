@@ -87,6 +87,24 @@ def test_log_probs_match_softmax_and_scale_override():
     torch.testing.assert_close(net.log_probs(x, s=2.0), torch.log_softmax(2 * cos, 1))
 
 
+def test_class_probs_match_softmax_blocked_and_extreme():
+    """Blocked in-place softmax == softmax of the full logits, head columns and rest mass."""
+    net = build_model(ModelConfig(in_dim=6, emb_dim=5, n_classes=9, s=64.0), seed=4)
+    x = torch.randn(11, 6)
+    full = torch.softmax(64 * net.head.cosine(net.embedding(x)), 1)
+    for block in (1, 4, 64):
+        p, rest = net.class_probs(x, 4, block=block, rest_mass=True)
+        torch.testing.assert_close(p, full[:, :4])
+        torch.testing.assert_close(rest, full[:, 4:].sum(1))
+    p, rest = net.class_probs(x, 9, s=2.0)
+    torch.testing.assert_close(p, torch.softmax(2 * net.head.cosine(net.embedding(x)), 1))
+    assert rest is None
+    # the largest cosine wins, whatever the scale; an empty input gives empty outputs
+    assert torch.equal(net.predict_class(x, block=3), full.argmax(1))
+    p, rest = net.class_probs(torch.empty(0, 6), 4, rest_mass=True)
+    assert p.shape == (0, 4) and rest.shape == (0,) and net.predict_class(torch.empty(0, 6)).shape == (0,)
+
+
 def test_same_seed_same_weights_and_checkpoint_round_trip():
     cfg = ModelConfig(in_dim=8, emb_dim=4, n_classes=3, batch_norm=True, dropout=0.1)
     a, b, c = build_model(cfg, seed=5), build_model(cfg, seed=5), build_model(cfg, seed=6)

@@ -70,11 +70,8 @@ def identity_scores(net: VideoNet, X: torch.Tensor, n_identities: int, *,
     noise : (n,) float32, total probability of the noise classes (0 without them)
     """
     net.eval()
-    logp = net.log_probs(X, s=score_s)
-    p = logp.exp()
-    scores = p[:, :n_identities]
-    noise = p[:, n_identities:].sum(dim=1)
-    return scores.cpu().numpy().astype(np.float32), noise.cpu().numpy().astype(np.float32)
+    scores, noise = net.class_probs(X, n_identities, s=score_s, rest_mass=True)
+    return scores.cpu().numpy(), noise.cpu().numpy()
 
 
 def validation_map(scores: np.ndarray, names: np.ndarray, gt: dict[int, list[str]],
@@ -157,7 +154,7 @@ def train_fold(
         if len(dyn_rows):
             net.eval()
             with torch.no_grad():
-                pred = net.log_probs(data.X[torch.as_tensor(dyn_rows, device=device)]).argmax(1)
+                pred = net.predict_class(data.X[torch.as_tensor(dyn_rows, device=device)])
             new = relabel_noise(pred.cpu().numpy(), C, K)
             changed = int((new != y[dyn_rows]).sum())
             y[dyn_rows] = new

@@ -237,6 +237,45 @@ class VideoNet(nn.Module):
         return logits, loss
 
     @torch.no_grad()
+    def class_probs(self, x: torch.Tensor, n_first: int, *, s: float | None = None,
+                    block: int = 4096, rest_mass: bool = False
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Softmax probabilities of the first ``n_first`` classes over *all* classes.
+
+        The same values as ``log_probs(x, s=s).exp()[:, :n_first]`` without holding
+        the (n, n_classes) matrix: one product per row block, then in place (max,
+        exp, row sum) on that block alone. At the 2019 size (23k classes) this is
+        what prediction and each epoch's validation pay for.
+
+        Returns
+        -------
+        probs : (n, n_first) float32
+        rest : (n,) float32 total probability of the other classes, if ``rest_mass``
+        """
+        scale = self.config.s if s is None else float(s)
+        w = F.normalize(self.head.weight, dim=1)  # once, not per block
+        n = x.shape[0]
+        probs = torch.empty(n, n_first, dtype=torch.float32, device=x.device)
+        rest = torch.empty(n, dtype=torch.float32, device=x.device) if rest_mass else None
+        for start in range(0, n, block):
+            z = F.linear(F.normalize(self.embedding(x[start:start + block]), dim=1), w)
+            z.mul_(scale)
+            z.sub_(z.amax(dim=1, keepdim=True)).exp_()
+            total = z.sum(dim=1, keepdim=True)
+            probs[start:start + len(z)] = z[:, :n_first] / total
+            if rest is not None:
+                rest[start:start + len(z)] = z[:, n_first:].sum(dim=1) / total[:, 0]
+        return probs, rest
+
+    @torch.no_grad()
+    def predict_class(self, x: torch.Tensor, *, block: int = 4096) -> torch.Tensor:
+        """(n,) index of the most probable class (the largest cosine), blocked."""
+        w = F.normalize(self.head.weight, dim=1)
+        out = [F.linear(F.normalize(self.embedding(x[i:i + block]), dim=1), w).argmax(dim=1)
+               for i in range(0, x.shape[0], block)]
+        return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=x.device)
+
+    @torch.no_grad()
     def log_probs(self, x: torch.Tensor, *, s: float | None = None, block: int = 8192) -> torch.Tensor:
         """(n, n_classes) log-softmax of inference logits ``s * cos`` (float32), blocked.
 

@@ -60,6 +60,6 @@ def score_views(config: TrainConfig, model, V: np.ndarray, n_ids: int, *, device
         else:
             Xv = torch.as_tensor(np.ascontiguousarray(V[v]), device=device)
             s, z = identity_scores(model, Xv, n_ids, score_s=config.score_s)
-        best = s if best is None else np.maximum(best, s)
-        noise = z if noise is None else np.minimum(noise, z)
+        best = s if best is None else np.maximum(best, s, out=best)
+        noise = z if noise is None else np.minimum(noise, z, out=noise)
     return best, noise

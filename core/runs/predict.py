@@ -126,7 +126,8 @@ class _Ensemble:
                     total = None
                     for w, model in zip(self.weights, self.models):
                         s, _ = score_views(cfg, model, V, len(self.identity_ids), device=self.device)
-                        total = w * s if total is None else total + w * s
+                        s *= np.float32(w)
+                        total = s if total is None else np.add(total, s, out=total)
                 report(min(1.0, (start + len(rows)) / max(n, 1)), f"{start + len(rows)}/{n} videos")
                 yield rows, total.astype(np.float32)
 
