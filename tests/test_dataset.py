@@ -93,6 +93,37 @@ def test_concat_stacks_rows_and_frames():
         concat([a, c])
 
 
+def test_large_frame_concatenation_is_file_backed_and_leaves_no_file(tmp_path, monkeypatch):
+    """Above the limit, concat's frames live in an unlinked mapped file: same values, read-only,
+    no anonymous copy; a cache folder that cannot be made falls back to memory."""
+    import core.features.dataset as ds
+    from core.features.dataset import stack_rows
+
+    monkeypatch.setenv("VIDID_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(ds, "FILE_BACKED_BYTES", 0)
+    a = open_split(named(make_frameset([2, 3], seed=1), "a"), {"a0": 1}, split="train")
+    b = open_split(named(make_frameset([0, 4, 1], seed=2), "b"), {"b1": 2}, split="val")
+    both = concat([a, b])
+    want = np.concatenate([a.frames.feats, b.frames.feats])
+    feats = both.frames.feats
+    np.testing.assert_array_equal(feats, want)
+    assert type(feats) is np.ndarray and not feats.flags.writeable
+    assert isinstance(feats.base, np.memmap)  # mapped, not a copy in memory
+    assert list((tmp_path / "cache" / "tmp").iterdir()) == []  # unlinked at once
+    np.testing.assert_allclose(pool_videos(both.frames).X, both.X, atol=1e-7)
+    # float16 + float32 parts: float32, values kept
+    mixed = stack_rows([np.full((2, 3), 0.5, np.float16), np.arange(3, dtype=np.float32)[None]],
+                       np.float32, limit=0)
+    np.testing.assert_array_equal(mixed, [[0.5] * 3, [0.5] * 3, [0, 1, 2]])
+    # the cache root is a file: no temporary folder possible, the concatenation is in memory
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    monkeypatch.setenv("VIDID_CACHE", str(blocker))
+    plain = stack_rows([a.frames.feats, b.frames.feats], a.frames.feats.dtype, limit=0)
+    np.testing.assert_array_equal(plain, want)
+    assert plain.flags.writeable and not isinstance(plain.base, np.memmap)
+
+
 def test_open_split_on_the_tiny_demo_files(tiny_demo):
     feats, gt_path = tiny_demo / "face_val.pickle", tiny_demo / "val_gt.txt"
     lv = open_split(feats, gt_path, split="val", weighting="quality2")

@@ -53,6 +53,40 @@ def test_no_process_is_forked(monkeypatch, filter_by):
     assert len(set(issues["video"]) & flipped) >= 0.7 * len(flipped)
 
 
+@pytest.mark.parametrize("k", [3, 12])
+def test_sparse_path_matches_cleanlab_predicted_neq_given(monkeypatch, k):
+    """Over the memory budget, the table comes from the stored top-k without the dense
+    matrix: the same videos, order and numbers as cleanlab's predicted_neq_given on it."""
+    import core.runs.label_issues as li
+    from cleanlab.filter import find_label_issues as cleanlab_find
+
+    rs, flipped, _ = _planted(n_ids=12, per_id=20, flips=15, seed=3)
+    top_class = rs.classes[:, :k].astype(np.int32).copy()
+    top_score = rs.scores[:, :k].astype(np.float32).copy()
+    top_class[5], top_score[5] = -1, 0.0  # a video with nothing stored: uniform
+    rs_k = scores_from_arrays({"names": rs.names, "identity_ids": rs.identity_ids, "ids": rs.truth,
+                               "top_class": top_class, "top_score": top_score})
+    rows, labels, P = oof_pred_probs(rs_k)
+    want = cleanlab_find(labels, P, filter_by="predicted_neq_given", n_jobs=1,
+                         return_indices_ranked_by="self_confidence")
+    monkeypatch.setattr(li, "DENSE_BUDGET_BYTES", 0)
+    got = find_label_issues(rs_k)
+    assert got.attrs["method"] == li.METHOD_SPARSE
+    # the same videos; cleanlab's sort is not stable among equal confidences (given
+    # identity outside the top k: 0), vidid keeps row order there
+    assert sorted(got["video"]) == sorted(rs_k.names[rows[want]].astype(str))
+    assert got["quality"].is_monotonic_increasing
+    by_video = {v: i for i, v in enumerate(rs_k.names[rows].astype(str))}
+    at = np.array([by_video[v] for v in got["video"]])
+    np.testing.assert_allclose(got["given_prob"], P[at, labels[at]], rtol=1e-12)
+    np.testing.assert_allclose(got["suggested_prob"], P[at].max(axis=1), rtol=1e-12)
+    assert (got["suggested"].to_numpy() == rs_k.identity_ids[P[at].argmax(axis=1)]).all()
+    np.testing.assert_allclose(np.sort(got["given_prob"]), np.sort(P[want, labels[want]]), rtol=1e-12)
+    assert len(set(got["video"]) & flipped) >= 0.7 * len(flipped)
+    monkeypatch.setattr(li, "DENSE_BUDGET_BYTES", 1 << 30)  # small enough: cleanlab itself
+    assert find_label_issues(rs_k).attrs["method"] == li.METHOD_CLEANLAB
+
+
 def test_planted_noise_in_a_real_knn_run(tiny_demo, tmp_path):
     """Flip some labels of the tiny dataset's train split, train KNN, find them."""
     from core.features.dataset import concat, open_split

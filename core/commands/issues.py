@@ -35,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
         from core.atomic import atomic_write_text
 
         atomic_write_text(args.csv, issues.to_csv(index=False))
-    print(f"{len(issues)} labelled video(s) probably mislabelled")
+    how = ("" if issues.attrs.get("method") != "predicted_neq_given" else
+           " (run too large for cleanlab's dense matrix: most probable identity != given one)")
+    print(f"{len(issues)} labelled video(s) probably mislabelled{how}")
     shown = issues if args.top == 0 else issues.head(args.top)
     for r in shown.itertuples():
         print(f"{r.video}\tgiven {r.given} ({r.given_prob:.3f})\tsuggested {r.suggested} "

@@ -23,6 +23,15 @@ _CLEANLAB_LOCK = threading.Lock()
 #: Columns of :func:`find_label_issues`'s table, in order.
 ISSUE_COLUMNS = ("video", "given", "suggested", "given_prob", "suggested_prob", "quality")
 
+#: Largest dense (videos x identities) float64 matrix handed to cleanlab. cleanlab's
+#: confident learning needs it dense and copies it; at the 2019 size it is 101,885 x
+#: 10,000 = 7.6 GiB, and the dashboard that asked for it was killed for memory.
+DENSE_BUDGET_BYTES = 1 << 30
+
+#: ``DataFrame.attrs["method"]`` of each way the table can be made.
+METHOD_CLEANLAB = "cleanlab"
+METHOD_SPARSE = "predicted_neq_given"
+
 
 def oof_pred_probs(rs: OutOfFold) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Dense (n, C) out-of-fold probabilities of the scored labelled videos.
@@ -92,6 +101,8 @@ def find_label_issues(rs: OutOfFold, *, filter_by: str = "prune_by_noise_rate") 
     from cleanlab.filter import find_label_issues as _cleanlab_find
     from cleanlab.rank import get_label_quality_scores
 
+    if dense_bytes(rs) > DENSE_BUDGET_BYTES:
+        return sparse_label_issues(rs)
     rows, labels, P = oof_pred_probs(rs)
     if len(rows) < 2 or P.shape[1] < 2:
         return pd.DataFrame(columns=list(ISSUE_COLUMNS))
@@ -109,15 +120,69 @@ def find_label_issues(rs: OutOfFold, *, filter_by: str = "prune_by_noise_rate") 
         quality = get_label_quality_scores(labels, P, method="self_confidence")
     ranked = np.asarray(ranked, dtype=np.int64)
     best = P.argmax(axis=1)
+    return _table(rs, rows, labels, best, P[np.arange(len(rows)), labels],
+                  P[np.arange(len(rows)), best], quality, ranked, METHOD_CLEANLAB)
+
+
+def dense_bytes(rs: OutOfFold) -> int:
+    """Bytes of the dense float64 matrix :func:`oof_pred_probs` would build (an upper bound)."""
+    return int(rs.scored.sum()) * int(rs.n_identities) * 8
+
+
+def sparse_label_issues(rs: OutOfFold) -> pd.DataFrame:
+    """Labelled videos whose most probable identity is not their given one, from the stored top-k.
+
+    What cleanlab's ``filter_by="predicted_neq_given"`` flags, ranked by self-confidence
+    (the probability of the given identity, lowest first), but computed from the top-k
+    without the dense matrix: memory O(videos x k). The probabilities are those of
+    :func:`oof_pred_probs` (top-k renormalised; a row with nothing stored is uniform,
+    and its arg-max is the first identity). ``attrs["method"]`` is :data:`METHOD_SPARSE`.
+
+    >>> from core.runs.oof import scores_from_arrays
+    >>> rs = scores_from_arrays({"names": np.array(["a", "b", "c"]), "identity_ids": np.array([5, 7]),
+    ...     "ids": np.array([5, 7, 7]), "scores": np.array([[.6, .2], [.5, .1], [.3, .1]])})
+    >>> sparse_label_issues(rs)["video"].tolist()  # b and c look like identity 5
+    ['b', 'c']
+    """
+    if rs.truth is None:
+        raise DataError(f"{rs.source}.npz: holds no true identities ('ids'); cannot look for label issues")
+    class_of = {int(i): c for c, i in enumerate(rs.identity_ids.tolist())}
+    truth = rs.truth
+    known = np.fromiter((int(t) in class_of for t in truth.tolist()), bool, count=len(truth))
+    rows = np.flatnonzero(rs.scored & (truth > 0) & known)
+    C = rs.n_identities
+    labels = np.fromiter((class_of[int(t)] for t in truth[rows].tolist()), np.int64, count=len(rows))
+    cls = rs.classes[rows].astype(np.int64)
+    val = np.clip(rs.scores[rows].astype(np.float64), 0.0, None)
+    val[cls < 0] = 0.0
+    total = val.sum(axis=1)
+    empty = total <= 0
+    P = val / np.where(empty, 1.0, total)[:, None]
+    given = np.where(cls == labels[:, None], P, 0.0).sum(axis=1)
+    given[empty] = 1.0 / C
+    # the arg-max over every identity: the lowest class index among the largest values
+    top = P.max(axis=1, keepdims=True)
+    best = np.where((P == top) & (cls >= 0), cls, np.iinfo(np.int64).max).min(axis=1)
+    best_prob = top[:, 0]
+    best[empty], best_prob[empty] = 0, 1.0 / C
+    flagged = np.flatnonzero(best != labels)
+    ranked = flagged[np.argsort(given[flagged], kind="stable")]
+    return _table(rs, rows, labels, best, given, best_prob, given, ranked, METHOD_SPARSE)
+
+
+def _table(rs: OutOfFold, rows, labels, best, given_prob, best_prob, quality, ranked,
+           method: str) -> pd.DataFrame:
     ids = rs.identity_ids
-    return pd.DataFrame({
+    df = pd.DataFrame({
         "video": rs.names[rows[ranked]].astype(str),
         "given": ids[labels[ranked]].astype(np.int64),
         "suggested": ids[best[ranked]].astype(np.int64),
-        "given_prob": P[ranked, labels[ranked]],
-        "suggested_prob": P[ranked, best[ranked]],
-        "quality": quality[ranked],
+        "given_prob": np.asarray(given_prob)[ranked],
+        "suggested_prob": np.asarray(best_prob)[ranked],
+        "quality": np.asarray(quality)[ranked],
     }, columns=list(ISSUE_COLUMNS))
+    df.attrs["method"] = method
+    return df
 
 
 def run_label_issues(run_dir: str | os.PathLike, **kwargs) -> pd.DataFrame:
@@ -137,4 +202,5 @@ def run_label_issues(run_dir: str | os.PathLike, **kwargs) -> pd.DataFrame:
     return find_label_issues(rs, **kwargs)
 
 
-__all__ = ["ISSUE_COLUMNS", "find_label_issues", "oof_pred_probs", "run_label_issues"]
+__all__ = ["DENSE_BUDGET_BYTES", "ISSUE_COLUMNS", "METHOD_CLEANLAB", "METHOD_SPARSE", "dense_bytes",
+           "find_label_issues", "oof_pred_probs", "run_label_issues", "sparse_label_issues"]

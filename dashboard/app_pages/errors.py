@@ -144,6 +144,11 @@ def _label_issues_section(run_dir: str, run_name: str) -> None:
         if issues is None or issues.empty:
             st.caption("None found.")
             return
+        if issues.attrs.get("method") == "predicted_neq_given":
+            st.info("This run is too large for cleanlab's dense (videos x identities) matrix, "
+                    "so these are the labelled videos whose most probable identity is another "
+                    "one (cleanlab's predicted_neq_given, computed from the stored top classes), "
+                    "least confident first.", icon=":material/memory:")
         st.markdown(f"**{len(issues)}** video(s) flagged")
         _video_link(issues, f"{PAGE}_issues", run_name, "a flagged video")
         st.download_button("Label issues (CSV)", run_data.csv_bytes(issues),
