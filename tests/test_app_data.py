@@ -67,6 +67,32 @@ def test_data_page_shows_demo_counts(app_env):
     assert cov["faceless"].sum() == (lengths == 0).sum()
 
 
+def test_knn_check_samples_a_large_val_split(app_env, monkeypatch):
+    """Above MAX_KNN_QUERIES val videos, the 5-NN check ranks a seeded sample (same for every
+    option), says so, and scores the official mAP of that sample against an independent count."""
+    from dashboard.cache import datasets as data
+    from dashboard.cache import sources
+    from dashboard.cache import stats as stats_cache
+    from core.learn.knn import knn_scores
+    from core.learn.metrics import mean_average_precision, rank_videos
+
+    monkeypatch.setattr(stats_cache, "MAX_KNN_QUERIES", 40)
+    at = _app().run()
+    assert not at.exception
+    assert any("seeded sample of 40 of the" in c.value for c in at.caption)
+    spec = sources.demo_spec()
+    train, val = data.load_split(spec, "train"), data.load_split(spec, "val")
+    rows = np.sort(np.random.default_rng(0).choice(len(val.names), 40, replace=False))
+    ids = np.unique(train.ids[train.ids > 0])
+    S = knn_scores(val.X[rows], train.X, train.ids, ids, k=5)
+    gt: dict = {}
+    for r in rows:
+        if val.ids[r] > 0:
+            gt.setdefault(int(val.ids[r]), []).append(val.names[r])
+    want = mean_average_precision(gt, rank_videos(S, val.names[rows], ids))
+    assert float(_metrics(at)["Default (quality) 5-NN val mAP"]) == pytest.approx(want, abs=5e-5)
+
+
 def test_folder_without_files_shows_error_and_keeps_dataset(app_env, tmp_path):
     at = _app().run()
     before = _metrics(at)["Videos"]

@@ -211,9 +211,14 @@ if options:
             base = effect["map"]["quality (default)"]
             moved["5-NN val mAP"] = [effect["map"].get(o, np.nan) for o in moved["option"]]
             moved["vs default"] = moved["5-NN val mAP"] - base
+            used, total = effect.get("knn_queries", (0, 0))
+            sample = (f" Computed on a seeded sample of {used:,} of the {total:,} val videos "
+                      "(the same sample for every option)." if used < total else "")
             c2.metric("Default (quality) 5-NN val mAP", f"{base:.4f}",
                       help="Each val video ranked by the mean cosine to its 5 nearest train "
-                           "videos of each identity; official mAP over val identities")
+                           "videos of each identity; official mAP over val identities." + sample)
+            if sample:
+                c2.caption(sample.strip())
         c2.dataframe(moved, hide_index=True, width="stretch",
                      column_config={"option": st.column_config.TextColumn("option", width="large"),
                                     "median cosine": st.column_config.NumberColumn(format="%.4f"),
