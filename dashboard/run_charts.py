@@ -142,12 +142,43 @@ def identity_ap_chart(ap: pd.DataFrame, *, highlight: int | None = None) -> go.F
     ['3', '1']
     """
     rows = ap.sort_values(["AP", "identity"], kind="stable")
+    if len(rows) > MAX_AP_BARS:
+        return _identity_ap_curve(rows, highlight)
     colours = np.where(rows["identity"].to_numpy() == highlight, "#c62828", "#1f77b4")
     fig = go.Figure(go.Bar(x=rows["identity"].astype(str).tolist(), y=rows["AP"],
                            marker_color=colours.tolist(),
                            hovertemplate="identity %{x}<br>AP %{y:.4f}<extra></extra>"))
     fig.update_layout(height=230, xaxis=dict(title="identity (worst first)", type="category",
                                              showticklabels=len(rows) <= 60),
+                      yaxis=dict(title="AP", range=[0, 1.02]), **_LAYOUT)
+    return fig
+
+
+#: Above this many identities the AP chart is a curve of the sorted APs, not one bar each
+#: (10,000 bars with their own colours took seconds to draw in the browser).
+MAX_AP_BARS = 500
+
+
+def _identity_ap_curve(rows: pd.DataFrame, highlight: int | None, *, points: int = 2000,
+                       worst: int = 200) -> go.Figure:
+    """Sorted APs as a line (rank -> AP): every one of the ``worst``, an even thinning of
+    the rest to about ``points``, and the highlighted identity as a marker."""
+    n = len(rows)
+    keep = np.unique(np.concatenate([np.arange(min(worst, n)),
+                                     np.linspace(0, n - 1, points).round().astype(int)]))
+    ids = rows["identity"].to_numpy()
+    ap = rows["AP"].to_numpy(dtype=float)
+    fig = go.Figure(go.Scatter(x=keep + 1, y=ap[keep], customdata=ids[keep], mode="lines",
+                               line=dict(color="#1f77b4"), name="AP",
+                               hovertemplate="rank %{x}: identity %{customdata}<br>AP %{y:.4f}"
+                                             "<extra></extra>"))
+    at = np.flatnonzero(ids == highlight)
+    if len(at):
+        fig.add_trace(go.Scatter(x=at + 1, y=ap[at], customdata=ids[at], mode="markers",
+                                 marker=dict(color="#c62828", size=10), name=f"identity {highlight}",
+                                 hovertemplate="identity %{customdata}<br>AP %{y:.4f}<extra></extra>"))
+    fig.update_layout(height=230, showlegend=False,
+                      xaxis=dict(title=f"identities, worst first ({n:,})"),
                       yaxis=dict(title="AP", range=[0, 1.02]), **_LAYOUT)
     return fig
 

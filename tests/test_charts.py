@@ -139,3 +139,39 @@ def test_pooling_shift_figure_one_box_per_option():
     fig = charts.pooling_shift_figure({"uniform": np.array([0.9, 1.0]),
                                        "quality2": np.array([0.99, 0.98])})
     assert [t.name for t in fig.data] == ["uniform", "quality2"]
+
+
+def test_box_stats_match_an_independent_count():
+    """Server-side box statistics: quartiles as numpy's linear percentiles, whiskers at the
+    furthest data points within 1.5 IQR of the box (counted here by sorting), NaNs dropped."""
+    rng = np.random.default_rng(4)
+    v = np.concatenate([rng.normal(size=999), [50.0, -40.0, np.nan]])
+    b = charts.box_stats(v)
+    s = np.sort(v[np.isfinite(v)])
+    q1, med, q3 = np.quantile(s, [0.25, 0.5, 0.75], method="linear")
+    inside = s[(s >= q1 - 1.5 * (q3 - q1)) & (s <= q3 + 1.5 * (q3 - q1))]
+    assert b["q1"] == [pytest.approx(q1)] and b["q3"] == [pytest.approx(q3)]
+    assert b["median"] == [pytest.approx(med)]
+    assert b["lowerfence"] == [inside[0]] and b["upperfence"] == [inside[-1]]
+    assert 50.0 not in b["upperfence"] and b["mean"] == [pytest.approx(s.mean())]
+    fig = charts.pooling_shift_figure({"uniform": v})
+    assert fig.data[0].y is None and len(fig.to_json()) < 10_000  # no raw values (~20 kB) sent
+
+
+def test_identity_ap_chart_is_a_thinned_curve_for_many_identities():
+    from dashboard import run_charts
+
+    n = 3000
+    rng = np.random.default_rng(0)
+    ap = pd.DataFrame({"identity": np.arange(1, n + 1), "AP": rng.uniform(size=n)})
+    fig = run_charts.identity_ap_chart(ap, highlight=1234)
+    line, mark = fig.data
+    y = np.asarray(line.y)
+    assert len(y) <= 2200 and np.all(np.diff(y) >= 0)  # sorted worst first, thinned
+    want = np.sort(ap["AP"].to_numpy())
+    np.testing.assert_array_equal(y[:200], want[:200])  # every one of the worst kept
+    assert y[-1] == want[-1]
+    assert list(mark.customdata) == [1234]
+    assert mark.y[0] == ap.loc[ap.identity == 1234, "AP"].item()
+    few = run_charts.identity_ap_chart(ap.head(40), highlight=3)
+    assert few.data[0].type == "bar" and len(few.data[0].x) == 40
