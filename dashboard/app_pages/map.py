@@ -35,6 +35,9 @@ except data.USER_ERRORS as exc:
 
 SUBSETS = {"Distractors, by noise cluster": "noise", "All videos": "all"}
 COLOR_BY = ("identity", "split", "quality", "outcome of a run")
+#: Up to this many points the hover also gives faces and mean quality (the selection
+#: table always does): at 100,000 points the longer text doubled what the browser receives.
+FULL_HOVER_POINTS = 20_000
 st.session_state.setdefault("map_subset", next(iter(SUBSETS)))
 st.session_state.setdefault("map_color", "identity")
 st.session_state.setdefault("map_method", "umap")
@@ -189,9 +192,10 @@ else:
 id_text = np.where(ids_all[rows] > 0, np.char.add("identity ", ids_all[rows].astype(str)),
                    np.where(labelled[rows], "distractor", "unlabelled"))
 hover = pd.Series(names_all[rows]).radd("<b>").add("</b><br>") \
-    .add(split_all[rows]).add(" · ").add(id_text) \
-    .add("<br>").add(frames_all[rows].astype(str)).add(" faces · mean quality ") \
-    .add(np.char.mod("%.0f", quality_all[rows]))
+    .add(split_all[rows]).add(" · ").add(id_text)
+if len(rows) <= FULL_HOVER_POINTS:  # tens of thousands of points: the hover text is the payload
+    hover = hover.add("<br>").add(frames_all[rows].astype(str)).add(" faces · mean quality ") \
+        .add(np.char.mod("%.0f", quality_all[rows]))
 if subset == "noise":
     hover = hover.add("<br>cluster ").add(np.where(cl >= 0, cl.astype(str), "none"))
 elif color_by == "outcome of a run":
