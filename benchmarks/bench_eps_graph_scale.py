@@ -53,7 +53,8 @@ def distractors(feats: list[str], gts: list[str], *, augment_to: int, seed: int)
         keep = np.array([n not in known for n in pv.names])
         blocks.append(pv.X[keep])
         names.extend(pv.names[keep].tolist())
-        rows = np.flatnonzero(np.isin(np.asarray(fs.names, dtype=object), pv.names[keep]))
+        # pooled rows are the non-empty videos, in file order
+        rows = np.flatnonzero(np.diff(np.asarray(fs.offsets)) > 0)[keep]
         sources.append((fs, rows))
     X = np.concatenate(blocks)
     extra = []
