@@ -55,12 +55,7 @@ def oof_pred_probs(rs: OutOfFold) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     >>> rows.tolist(), labels.tolist(), P.round(2).tolist()
     ([0, 2], [0, 1], [[0.75, 0.25], [0.75, 0.25]])
     """
-    if rs.truth is None:
-        raise DataError(f"{rs.source}.npz: holds no true identities ('ids'); cannot look for label issues")
-    class_of = {int(i): c for c, i in enumerate(rs.identity_ids.tolist())}
-    truth = rs.truth
-    known = np.fromiter((int(t) in class_of for t in truth.tolist()), bool, count=len(truth))
-    rows = np.flatnonzero(rs.scored & (truth > 0) & known)
+    rows, labels = _labelled_rows(rs)
     C = rs.n_identities
     P = np.zeros((len(rows), C), dtype=np.float64)
     cls = rs.classes[rows]
@@ -73,8 +68,19 @@ def oof_pred_probs(rs: OutOfFold) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     P[empty] = 1.0 / C  # nothing known: uniform
     total[empty] = 1.0
     P /= total
-    labels = np.fromiter((class_of[int(t)] for t in truth[rows].tolist()), np.int64, count=len(rows))
     return rows, labels, P
+
+
+def _labelled_rows(rs: OutOfFold) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the scored videos whose true identity is one of the run's, and its class index."""
+    if rs.truth is None:
+        raise DataError(f"{rs.source}.npz: holds no true identities ('ids'); cannot look for label issues")
+    class_of = {int(i): c for c, i in enumerate(rs.identity_ids.tolist())}
+    truth = rs.truth
+    known = np.fromiter((int(t) in class_of for t in truth.tolist()), bool, count=len(truth))
+    rows = np.flatnonzero(rs.scored & (truth > 0) & known)
+    labels = np.fromiter((class_of[int(t)] for t in truth[rows].tolist()), np.int64, count=len(rows))
+    return rows, labels
 
 
 def find_label_issues(rs: OutOfFold, *, filter_by: str = "prune_by_noise_rate") -> pd.DataFrame:
@@ -144,14 +150,8 @@ def sparse_label_issues(rs: OutOfFold) -> pd.DataFrame:
     >>> sparse_label_issues(rs)["video"].tolist()  # b and c look like identity 5
     ['b', 'c']
     """
-    if rs.truth is None:
-        raise DataError(f"{rs.source}.npz: holds no true identities ('ids'); cannot look for label issues")
-    class_of = {int(i): c for c, i in enumerate(rs.identity_ids.tolist())}
-    truth = rs.truth
-    known = np.fromiter((int(t) in class_of for t in truth.tolist()), bool, count=len(truth))
-    rows = np.flatnonzero(rs.scored & (truth > 0) & known)
+    rows, labels = _labelled_rows(rs)
     C = rs.n_identities
-    labels = np.fromiter((class_of[int(t)] for t in truth[rows].tolist()), np.int64, count=len(rows))
     cls = rs.classes[rows].astype(np.int64)
     val = np.clip(rs.scores[rows].astype(np.float64), 0.0, None)
     val[cls < 0] = 0.0
