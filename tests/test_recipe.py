@@ -67,3 +67,24 @@ def test_noise_aware_beats_an_independent_plain_network_on_sparse_data(sparse_se
     assert mean["noise"] >= mean["base"] + 0.005, rows
     assert all(r["noise"] > r["base"] for r in rows), rows
     assert mean["noise"] > mean["nn"] > mean["knn"], rows
+
+
+def test_benchmark_criterion_reads_the_issue_rule():
+    """The family table's verdict: +1 point, or half the room left under 2 points; noise > nn > knn."""
+    row = {"ceiling": 0.99, "base": 0.95, "knn": 0.90, "nn": 0.955, "noise": 0.961}
+    assert bench.criterion(row, ["knn", "nn", "noise"]) == (pytest.approx(0.011), True)
+    assert not bench.criterion({**row, "noise": 0.959}, ["knn", "nn", "noise"])[1]  # +0.9 point
+    near = {"ceiling": 0.99, "base": 0.984, "knn": 0.95, "nn": 0.983, "noise": 0.9871}
+    assert bench.criterion(near, ["knn", "nn", "noise"])[1]            # 3.1 of the 6 points left
+    assert not bench.criterion({**near, "noise": 0.9869}, ["knn", "nn", "noise"])[1]
+    assert not bench.criterion({**row, "nn": 0.90}, ["knn", "nn", "noise"])[1]  # nn = knn
+    assert bench.criterion({**row, "nn": 0.90}, ["noise"])[1]          # order only with all three
+
+
+def test_benchmark_seed_lists():
+    assert bench._seeds(None, quick=False) == [0, 1] and bench._seeds(None, quick=True) == [0]
+    assert bench._seeds("3", quick=False) == [0, 1, 2]
+    assert bench._seeds("2,3", quick=True) == [2, 3]
+    for bad in ("x", "1,1", "-1,2", "0"):
+        with pytest.raises(SystemExit, match="--seeds"):
+            bench._seeds(bad, quick=False)
