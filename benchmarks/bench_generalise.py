@@ -398,16 +398,30 @@ def criterion(r: dict, methods: list[str]) -> tuple[float, bool]:
 
 
 def _seeds(text: str | None, quick: bool) -> list[int]:
-    """``--seeds``: N (seeds 0..N-1) or a comma-separated list (e.g. ``2,3``)."""
+    """``--seeds``: N (seeds 0..N-1) or a comma-separated list (``2,3``; one seed alone: ``2,``)."""
     if text is None:
         return list(range(1 if quick else 2))
     try:
-        seeds = [int(x) for x in text.split(",")] if "," in text else list(range(int(text)))
+        seeds = ([int(x) for x in text.split(",") if x.strip()] if "," in text
+                 else list(range(int(text))))
     except ValueError:
         raise SystemExit(f"--seeds takes N or a comma-separated list of seeds, got {text!r}")
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise SystemExit(f"--seeds must name distinct seeds >= 0, got {text!r}")
+        raise SystemExit(f"--seeds must name distinct seeds >= 0 (N >= 1 for seeds 0..N-1; "
+                         f"one seed k alone: 'k,'), got {text!r}")
     return seeds
+
+
+def _read_merge(path: str) -> list[dict]:
+    """The rows of an earlier ``--json`` run, checked before anything is measured."""
+    try:
+        rows = json.loads(Path(path).read_text())
+        if not (isinstance(rows, list) and all(isinstance(r, dict) and "setting" in r
+                                               and "seed" in r for r in rows)):
+            raise ValueError("not a list of rows with 'setting' and 'seed'")
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"--merge {path}: not the rows of a --json run ({exc})")
+    return rows
 
 
 def measure_row(name: str, seed: int, methods: list[str], overrides: dict, cache: Path,
@@ -475,6 +489,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.jobs < 1:
         raise SystemExit(f"--jobs must be >= 1, got {args.jobs}")
     seeds = _seeds(args.seeds, args.quick)
+    merges = [_read_merge(path) for path in args.merge]
     methods = args.methods.split(",")
     overrides = {"threads": args.threads, **_parse_set(args.set)}
     cache = Path(args.cache or os.environ.get("VIDID_CACHE") or Path.home() / ".cache" / "vidid")
@@ -498,8 +513,8 @@ def main(argv: list[str] | None = None) -> None:
         with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
             rows = list(ex.map(measure_row, *zip(*tasks), *([c] * len(tasks) for c in common)))
     measured = {(r["setting"], r["seed"]) for r in rows}
-    for path in args.merge:
-        earlier = [r for r in json.loads(Path(path).read_text())
+    for path, merged in zip(args.merge, merges):
+        earlier = [r for r in merged
                    if r["setting"] in names and (r["setting"], r["seed"]) not in measured
                    and all(m in r for m in methods)]
         print(f"merged {len(earlier)} row(s) of {path}", flush=True)

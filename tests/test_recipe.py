@@ -85,6 +85,19 @@ def test_benchmark_seed_lists():
     assert bench._seeds(None, quick=False) == [0, 1] and bench._seeds(None, quick=True) == [0]
     assert bench._seeds("3", quick=False) == [0, 1, 2]
     assert bench._seeds("2,3", quick=True) == [2, 3]
+    assert bench._seeds("2,", quick=False) == [2]
     for bad in ("x", "1,1", "-1,2", "0"):
         with pytest.raises(SystemExit, match="--seeds"):
             bench._seeds(bad, quick=False)
+
+
+def test_benchmark_merge_files_are_checked_first(tmp_path):
+    good = tmp_path / "rows.json"
+    good.write_text('[{"setting": "real", "seed": 2, "noise": 0.98}]')
+    assert bench._read_merge(str(good))[0]["seed"] == 2
+    for name, text in (("list.json", '[{"seed": 1}]'), ("dict.json", '{"a": 1}'), ("bad.json", "[{")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(SystemExit, match=f"--merge .*{name}"):
+            bench._read_merge(str(tmp_path / name))
+    with pytest.raises(SystemExit, match="No such file"):
+        bench._read_merge(str(tmp_path / "missing.json"))
