@@ -20,7 +20,7 @@ noise >= baseline + 1 point, or -- where the baseline is within 2 points of the 
 score possible (empty videos cap it) -- noise closes half of the remaining gap; and
 noise > nn > knn. Not a test: it never fails on numbers.
 
-    nice python benchmarks/bench_generalise.py --quick        # 4 settings x 1 seed
+    nice python benchmarks/bench_generalise.py --quick        # 5 settings x 1 seed
     nice python benchmarks/bench_generalise.py                 # 14 settings x 2 seeds
     nice python benchmarks/bench_generalise.py --seeds 2,3 --jobs 2 --merge two_seeds.json
     nice python benchmarks/bench_generalise.py --set epochs=20 --only real,sparse
