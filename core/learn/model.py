@@ -253,12 +253,10 @@ class VideoNet(nn.Module):
         rest : (n,) float32 total probability of the other classes, if ``rest_mass``
         """
         scale = self.config.s if s is None else float(s)
-        w = F.normalize(self.head.weight, dim=1)  # once, not per block
         n = x.shape[0]
         probs = torch.empty(n, n_first, dtype=torch.float32, device=x.device)
         rest = torch.empty(n, dtype=torch.float32, device=x.device) if rest_mass else None
-        for start in range(0, n, block):
-            z = F.linear(F.normalize(self.embedding(x[start:start + block]), dim=1), w)
+        for start, z in self._block_cosines(x, block):
             z.mul_(scale)
             z.sub_(z.amax(dim=1, keepdim=True)).exp_()
             total = z.sum(dim=1, keepdim=True)
@@ -270,10 +268,14 @@ class VideoNet(nn.Module):
     @torch.no_grad()
     def predict_class(self, x: torch.Tensor, *, block: int = 4096) -> torch.Tensor:
         """(n,) index of the most probable class (the largest cosine), blocked."""
-        w = F.normalize(self.head.weight, dim=1)
-        out = [F.linear(F.normalize(self.embedding(x[i:i + block]), dim=1), w).argmax(dim=1)
-               for i in range(0, x.shape[0], block)]
+        out = [cos.argmax(dim=1) for _, cos in self._block_cosines(x, block)]
         return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=x.device)
+
+    def _block_cosines(self, x: torch.Tensor, block: int):
+        """``(start, (b, n_classes) cosines)`` per row block; class weights normalised once."""
+        w = F.normalize(self.head.weight, dim=1)
+        for start in range(0, x.shape[0], block):
+            yield start, F.linear(F.normalize(self.embedding(x[start:start + block]), dim=1), w)
 
     @torch.no_grad()
     def log_probs(self, x: torch.Tensor, *, s: float | None = None, block: int = 8192) -> torch.Tensor:
